@@ -1,0 +1,182 @@
+"""``build``: run the pipeline for a recipe and write (or confirm) its release folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from refuseu import __version__
+from refuseu.config import Recipe, recipe_dump
+from refuseu.errors import ReleaseExistsError
+from refuseu.languages import parse_langs
+from refuseu.pipeline import Pipeline, signature_of
+from refuseu.pipeline.progress import Reporter
+from refuseu.release.assemble import release_tables, write_parquet, write_tables
+from refuseu.release.card import render_card
+from refuseu.release.manifest import file_hashes, package_versions, read_manifest, write_manifest
+from refuseu.stages.base import Stage
+from refuseu.stages.dedup import DedupStage
+from refuseu.stages.normalize import NormalizeStage
+from refuseu.stages.respond import RespondStage
+from refuseu.stages.sources import SourcesStage
+from refuseu.stages.split import SplitStage
+from refuseu.stages.translate import TranslateStage
+
+RELEASE_FORMAT = "1"  # bump when the release layout or card changes
+
+
+@dataclass
+class BuildSummary:
+    name: str
+    version: str
+    release_dir: str
+    signature: str
+    status: str                      # "built" | "up_to_date"
+    languages: list[str]
+    stages_run: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    rejected: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
+    return [
+        SourcesStage(recipe.sources),
+        NormalizeStage(recipe.normalize),
+        DedupStage(recipe.dedup, seed=recipe.seed),
+        SplitStage(recipe.split, seed=recipe.seed),
+        TranslateStage(recipe.translate, languages=languages),
+        RespondStage(recipe.respond, languages=languages),
+    ]
+
+
+def make_pipeline(recipe: Recipe, *, reporter: Reporter | None = None) -> Pipeline:
+    languages = parse_langs(recipe.languages)
+    return Pipeline(make_stages(recipe, languages), build_dir=recipe.build_dir, languages=languages,
+                    reporter=reporter)
+
+
+def build_signature(recipe: Recipe, pipeline: Pipeline) -> str:
+    rel = recipe.release.model_dump(mode="json")
+    rel.pop("out")
+    return signature_of({"pipeline": pipeline.signatures()[-1], "release": rel, "name": recipe.name,
+                         "version": recipe.version, "format": RELEASE_FORMAT})
+
+
+def _release_intact(release_dir: Path, signature: str) -> bool:
+    try:
+        manifest = read_manifest(release_dir)
+    except (FileNotFoundError, ValueError):
+        return False
+    if manifest.get("build_signature") != signature:
+        return False
+    for rel, info in manifest.get("files", {}).items():
+        p = release_dir / rel
+        if not p.is_file() or p.stat().st_size != info["bytes"]:
+            return False
+    return True
+
+
+def build(recipe: Recipe, *, reporter: Reporter | None = None) -> BuildSummary:
+    """Build ``recipe`` into ``<release.out>/<name>-v<version>/``.
+
+    Raises :class:`ReleaseExistsError` when that version exists with other content.
+    """
+    t0 = time.perf_counter()
+    reporter = reporter or Reporter(quiet=True)
+    pipeline = make_pipeline(recipe, reporter=reporter)
+    languages = pipeline.languages
+    pipeline.preflight()
+    signature = build_signature(recipe, pipeline)
+    release_dir = Path(recipe.release.out) / recipe.release_name
+    summary = BuildSummary(name=recipe.name, version=recipe.version, release_dir=str(release_dir),
+                           signature=signature, status="up_to_date", languages=languages)
+    if _release_intact(release_dir, signature):
+        manifest = read_manifest(release_dir)
+        summary.counts = manifest.get("counts", {})
+        summary.seconds = time.perf_counter() - t0
+        reporter.info(f"release {release_dir} is up to date (build signature {signature})")
+        return summary
+
+    result = pipeline.run()
+    summary.stages_run = result.stages_run
+    tables = release_tables(result.table, languages)
+    staging = Path(recipe.build_dir) / "staging" / f"{recipe.release_name}.{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        written = write_tables(tables, staging, recipe.release.shard_rows)
+        rejects = result.rejects.sort("stage", "lang", "prompt_id", "reason", nulls_last=True)
+        write_parquet(rejects, staging / "rejects.parquet")
+        (staging / "README.md").write_text(
+            render_card(name=recipe.name, version=recipe.version, signature=signature, languages=languages,
+                        tables=tables, written=written, funnel=result.funnel,
+                        engines=_engine_summary(recipe), license=recipe.release.license,
+                        gated=recipe.release.gated), encoding="utf-8")
+        counts = {f"{c}/{s}": df.height for (c, s), df in tables.items()}
+        summary.counts, summary.rejected = counts, rejects.height
+        write_manifest(staging, {
+            "name": recipe.name, "version": recipe.version, "build_signature": signature,
+            "format": RELEASE_FORMAT, "languages": languages, "refuseu": __version__,
+            "packages": package_versions(), "recipe": recipe_dump(recipe),
+            "stage_signatures": {r.name: r.signature for r in result.records},
+            "funnel": result.funnel, "counts": counts,
+            "rejected_rows": rejects.height,
+        })
+        summary.status = _publish(staging, release_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    if summary.status == "up_to_date":
+        reporter.info(f"release {release_dir} already holds these rows; left as it is")
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _engine_summary(recipe: Recipe) -> dict:
+    tr = recipe.translate
+    return {
+        "sources": ", ".join(s.spec for s in recipe.sources),
+        "dedup": f"exact + MinHash LSH (rensa, {recipe.dedup.num_perm} perms, threshold {recipe.dedup.threshold}, "
+                 f"{recipe.dedup.shingle_words}-word shingles, near-duplicates: {recipe.dedup.near_action})",
+        "split": f"by group, stratified by kind/category, test_size {recipe.split.test_size}, seed {recipe.seed}",
+        "translate": "translation memory (" + ", ".join(tr.memory) + ")" + (f" then {tr.engine}" if tr.engine else ""),
+        "respond": f"native refusal templates ({recipe.respond.templates}), compliance openers",
+    }
+
+
+def _publish(staging: Path, release_dir: Path) -> str:
+    """Move the staged release into place; "up_to_date" when the same data is already there."""
+    if release_dir.exists():
+        new, old = file_hashes(staging), _hashes_or_none(release_dir)
+        data_new = {k: v for k, v in new.items() if k.startswith("data/")}
+        data_old = {k: v for k, v in (old or {}).items() if k.startswith("data/")}
+        if old is not None and data_new == data_old:
+            # Same rows, other provenance (e.g. a changed but equivalent recipe): keep the original.
+            return "up_to_date"
+        raise ReleaseExistsError(
+            f"release {release_dir} already exists with other content; a published version is never "
+            "overwritten",
+            hint="bump the version (recipe 'version:' or --version X.Y.Z), or build into another --out")
+    release_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(staging, release_dir)
+    except OSError:  # another filesystem
+        shutil.copytree(staging, release_dir)
+    return "built"
+
+
+def _hashes_or_none(release_dir: Path):
+    try:
+        return {k: {"sha256": v["sha256"], "bytes": v["bytes"]} for k, v in read_manifest(release_dir)["files"].items()}
+    except (FileNotFoundError, KeyError, ValueError):
+        return None

@@ -1,0 +1,189 @@
+"""The build recipe: typed, validated once. Defaults < recipe YAML < command-line flags.
+
+Every section forbids unknown keys, so a typo fails with the key and the allowed keys.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from refuseu.errors import RecipeError
+from refuseu.resources import recipes_dir
+
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(Section):
+    """One input: ``seed``, a local file (JSONL/CSV/Parquet) or ``hf:owner/name[:config][@rev]``."""
+
+    spec: str = Field(description="seed | path to .jsonl/.csv/.parquet | hf:owner/name[:config][@revision]")
+    columns: dict[str, str] = Field(default_factory=dict,
+                                    description="map of refuseu field -> column name in the source")
+    kind: Literal["harmful", "benign"] | None = Field(
+        None, description="kind for every row when the source has no kind column")
+    category: str | None = Field(None, description="category for every row when the source has none")
+    attack_style: str | None = Field(None, description="attack style for every row when the source has none")
+    split: str = Field("train", description="split of a Hugging Face dataset to read")
+
+
+class NormalizeConfig(Section):
+    unicode_form: Literal["NFC", "NFKC"] = "NFC"
+    min_chars: int = Field(3, ge=1, description="shorter prompts are rejected (reason too_short)")
+    max_chars: int = Field(4000, ge=1, description="longer prompts are rejected (reason too_long)")
+
+
+class DedupConfig(Section):
+    near: bool = Field(True, description="detect near-duplicates with MinHash/LSH")
+    threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard similarity of word shingles")
+    num_perm: int = Field(128, ge=16, le=512)
+    shingle_words: int = Field(3, ge=1, le=8)
+    near_action: Literal["group", "reject"] = Field(
+        "group", description="group: keep near-duplicates, tied by group_id (split together); "
+                             "reject: drop them like exact duplicates")
+
+
+class SplitConfig(Section):
+    test_size: Union[int, float] = Field(
+        2, description="per (kind, category): groups in test (int) or share of groups (float < 1)")
+    per_category: dict[str, Union[int, float]] = Field(default_factory=dict,
+                                                       description="overrides of test_size by category")
+
+    @field_validator("test_size")
+    @classmethod
+    def _positive(cls, v):
+        if v < 0 or (isinstance(v, float) and v >= 1):
+            raise ValueError("test_size must be an int >= 0 or a float in [0, 1)")
+        return v
+
+
+class TranslateConfig(Section):
+    engine: str | None = Field(None, description="MT engine after translation memory (none: memory only)")
+    model: str | None = None
+    memory: list[str] = Field(default_factory=lambda: ["seed"],
+                              description="translation memories: 'seed' (shipped) or folders/files")
+    on_missing: Literal["error", "reject"] = Field(
+        "error", description="a row no engine can translate: stop the build, or reject it (untranslated)")
+
+
+class RespondConfig(Section):
+    templates: str = Field("builtin", description="builtin, or a folder of <lang>.yaml template files")
+    generator: str | None = Field(None, description="generator model for compliant/helpful answers")
+
+
+class ReleaseConfig(Section):
+    out: str = "releases"
+    shard_rows: int = Field(100_000, ge=1, description="rows per Parquet file")
+    license: str = "cc-by-nc-4.0"
+    gated: bool = True
+
+
+class Recipe(Section):
+    name: str = Field("refuseu-seed", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: str = "0.1.0"
+    seed: int = 13
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig(spec="seed")])
+    build_dir: str = ".refuseu-build"
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    translate: TranslateConfig = Field(default_factory=TranslateConfig)
+    respond: RespondConfig = Field(default_factory=RespondConfig)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str) -> str:
+        if not SEMVER.match(v):
+            raise ValueError(f"'{v}' is not a semantic version X.Y.Z")
+        return v
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _source_strings(cls, v):
+        if isinstance(v, (list, tuple)):
+            return [{"spec": s} if isinstance(s, str) else s for s in v]
+        return v
+
+    @property
+    def release_name(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+
+def default_recipe_path() -> Path:
+    return recipes_dir() / "default.yaml"
+
+
+def _format_validation(err: ValidationError, model: type[BaseModel], file: str) -> RecipeError:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        section: Any = model
+        for part in first["loc"][:-1]:
+            if isinstance(part, int):
+                continue
+            field = section.model_fields.get(part)
+            ann = field.annotation if field else None
+            args = getattr(ann, "__args__", None)
+            section = args[0] if args else ann
+        allowed = ", ".join(sorted(section.model_fields)) if hasattr(section, "model_fields") else "?"
+        return RecipeError(f"unknown key '{loc}'", file=file, field=loc, hint=f"allowed keys here: {allowed}")
+    value = first.get("input")
+    return RecipeError(f"{first['msg']} (got {value!r})", file=file, field=loc)
+
+
+def load_recipe(path: str | Path | None = None, *, overrides: dict | None = None) -> Recipe:
+    """Read a recipe YAML (the default recipe when ``path`` is None) and apply overrides.
+
+    ``overrides`` is a nested dict of command-line values that win over the file.
+    """
+    file = Path(path) if path is not None else default_recipe_path()
+    data: dict = {}
+    if path is not None or file.exists():
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RecipeError("recipe file not found", file=str(file)) from None
+        except UnicodeDecodeError as e:
+            raise RecipeError(f"not UTF-8 text ({e.reason} at byte {e.start})", file=str(file)) from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise RecipeError(f"invalid YAML: {getattr(e, 'problem', e)}", file=str(file),
+                              line=mark.line + 1 if mark else None) from None
+        if not isinstance(data, dict):
+            raise RecipeError("a recipe is a YAML mapping of keys to values", file=str(file))
+    merged = _deep_merge(data, overrides or {})
+    try:
+        return Recipe.model_validate(merged)
+    except ValidationError as e:
+        raise _format_validation(e, Recipe, str(file)) from None
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def recipe_dump(recipe: Recipe) -> dict:
+    """The recipe as plain data (what goes into signatures and the manifest)."""
+    return recipe.model_dump(mode="json")
+
+
+def dump_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe_dump(recipe), sort_keys=False, allow_unicode=True)

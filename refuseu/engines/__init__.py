@@ -1,0 +1,1 @@
+"""Engines behind small protocols: translators, responders (and later qe, lid, judges)."""

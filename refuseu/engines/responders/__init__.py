@@ -1,0 +1,1 @@
+"""Responders: refusal templates and (later) generator engines for chosen/rejected."""

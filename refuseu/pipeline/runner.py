@@ -1,0 +1,190 @@
+"""Run stages in order with signature-keyed caching and the funnel invariant."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from refuseu import CODE_VERSION
+from refuseu.errors import InvariantError
+from refuseu.pipeline.progress import Reporter
+from refuseu.stages.base import REJECT_SCHEMA, Stage, StageContext, StageResult, concat_rejects
+
+
+def signature_of(obj) -> str:
+    """A short stable hash of JSON-able data (sorted keys)."""
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class StageRecord:
+    name: str
+    signature: str
+    cached: bool
+    seconds: float
+    funnel: dict  # lang -> {"in", "kept", "rejected", "reasons": {reason: n}}
+
+
+@dataclass
+class PipelineResult:
+    table: pl.DataFrame
+    rejects: pl.DataFrame
+    records: list[StageRecord] = field(default_factory=list)
+
+    @property
+    def signature(self) -> str:
+        return self.records[-1].signature
+
+    @property
+    def funnel(self) -> dict:
+        return {r.name: r.funnel for r in self.records}
+
+    @property
+    def stages_run(self) -> list[str]:
+        return [r.name for r in self.records if not r.cached]
+
+
+class Pipeline:
+    """An ordered list of stages over one build folder.
+
+    The first stage receives an empty table (it is a source). Each stage's output is
+    cached under ``<build_dir>/stages/<nn>-<name>/<signature>/``; the signature covers
+    the stage's own settings, its code version and the upstream signature, so a change
+    reruns that stage and everything after it.
+    """
+
+    def __init__(self, stages: list[Stage], *, build_dir: str | Path, languages: list[str],
+                 reporter: Reporter | None = None):
+        self.stages = stages
+        self.build_dir = Path(build_dir)
+        self.languages = languages
+        self.reporter = reporter or Reporter(quiet=True)
+        self._sigs: list[str] | None = None
+
+    # planning ---------------------------------------------------------------------
+    def check_columns(self) -> None:
+        """Fail before any work when a stage needs a column no earlier stage provides."""
+        available: set[str] = set()
+        for st in self.stages:
+            missing = [c for c in st.inputs if c not in available]
+            if missing:
+                raise InvariantError(f"stage '{st.name}' needs columns {missing} that no earlier stage "
+                                     f"provides (available: {sorted(available)})")
+            available |= set(st.outputs)
+
+    def preflight(self) -> None:
+        self.check_columns()
+        for st in self.stages:
+            st.preflight()
+
+    def signatures(self) -> list[str]:
+        if self._sigs is None:
+            sigs, upstream = [], ""
+            for st in self.stages:
+                upstream = signature_of({"stage": st.name, "stage_version": st.version,
+                                         "code": CODE_VERSION, "parts": st.signature_parts(),
+                                         "upstream": upstream})
+                sigs.append(upstream)
+            self._sigs = sigs
+        return self._sigs
+
+    def _dir(self, i: int) -> Path:
+        return self.build_dir / "stages" / f"{i:02d}-{self.stages[i].name}" / self.signatures()[i]
+
+    def _cached(self, i: int) -> bool:
+        return (self._dir(i) / "meta.json").exists()
+
+    # running ----------------------------------------------------------------------
+    def run(self) -> PipelineResult:
+        self.preflight()
+        sigs = self.signatures()
+        last_cached = -1
+        for i in range(len(self.stages)):
+            if self._cached(i):
+                last_cached = i
+            else:
+                break
+        records: list[StageRecord] = []
+        rejects: list[pl.DataFrame] = []
+        for i in range(last_cached + 1):
+            d = self._dir(i)
+            meta = json.loads((d / "meta.json").read_text())
+            records.append(StageRecord(self.stages[i].name, sigs[i], True, 0.0, meta["funnel"]))
+            rejects.append(pl.read_parquet(d / "rejected.parquet"))
+            self.reporter.info(f"  [dim]cached[/dim]  {self.stages[i].name}")
+        table = pl.read_parquet(self._dir(last_cached) / "kept.parquet") if last_cached >= 0 else pl.DataFrame()
+        ctx = StageContext(languages=self.languages, progress=self.reporter.bar)
+        for i in range(last_cached + 1, len(self.stages)):
+            st = self.stages[i]
+            t0 = time.perf_counter()
+            res = st.run(table, ctx)
+            seconds = time.perf_counter() - t0
+            funnel = self._funnel(st, table, res)
+            self._store(i, res, funnel)
+            records.append(StageRecord(st.name, sigs[i], False, seconds, funnel))
+            rejects.append(res.rejected)
+            table = res.kept
+            n_in = sum(v["in"] for v in funnel.values())
+            n_rej = sum(v["rejected"] for v in funnel.values())
+            self.reporter.info(f"  [green]done[/green]    {st.name}: {n_in} in, {n_in - n_rej} kept, "
+                               f"{n_rej} rejected ({seconds:.2f}s)")
+        return PipelineResult(table=table, rejects=concat_rejects(rejects), records=records)
+
+    def _funnel(self, st: Stage, table: pl.DataFrame, res: StageResult) -> dict:
+        def counts(df: pl.DataFrame) -> dict[str, int]:
+            if df.height == 0:
+                return {}
+            if "lang" not in df.columns:
+                return {"en": df.height}
+            return dict(df.group_by("lang").len().iter_rows())
+
+        kept, rej = counts(res.kept), counts(res.rejected)
+        if st.is_source:
+            rows_in = {k: kept.get(k, 0) + rej.get(k, 0) for k in set(kept) | set(rej)}
+        elif st.expands_languages:
+            rows_in = {lang: table.height for lang in self.languages}
+        else:
+            rows_in = counts(table)
+        missing_cols = [c for c in REJECT_SCHEMA if c not in res.rejected.columns]
+        if missing_cols:
+            raise InvariantError(f"stage '{st.name}' returned rejects without columns {missing_cols}")
+        missing_out = [c for c in st.outputs if c not in res.kept.columns]
+        if missing_out:
+            raise InvariantError(f"stage '{st.name}' did not produce its declared columns {missing_out}")
+        reasons: dict[str, dict[str, int]] = {}
+        if res.rejected.height:
+            for lang, reason, n in res.rejected.group_by("lang", "reason").len().iter_rows():
+                reasons.setdefault(lang, {})[reason] = n
+        funnel = {}
+        for lang in sorted(set(rows_in) | set(kept) | set(rej)):
+            n_in, n_kept, n_rej = rows_in.get(lang, 0), kept.get(lang, 0), rej.get(lang, 0)
+            if n_in != n_kept + n_rej:
+                raise InvariantError(f"stage '{st.name}', language '{lang}': {n_in} rows in but "
+                                     f"{n_kept} kept + {n_rej} rejected; a row was lost or invented")
+            funnel[lang] = {"in": n_in, "kept": n_kept, "rejected": n_rej,
+                            "reasons": dict(sorted(reasons.get(lang, {}).items()))}
+        return funnel
+
+    def _store(self, i: int, res: StageResult, funnel: dict) -> None:
+        final = self._dir(i)
+        tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        res.kept.write_parquet(tmp / "kept.parquet", compression="lz4", statistics=False)
+        res.rejected.write_parquet(tmp / "rejected.parquet", compression="lz4", statistics=False)
+        # meta.json is written last: its presence marks a complete cache entry.
+        (tmp / "meta.json").write_text(json.dumps({"stage": self.stages[i].name,
+                                                   "signature": self.signatures()[i],
+                                                   "funnel": funnel}, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)

@@ -1,0 +1,1 @@
+"""Release folders: assemble, dataset card, manifest, inspect."""

@@ -1,0 +1,55 @@
+"""Assemble the pairs table into the release layout (deterministic Parquet files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+PAIR_COLUMNS = ("pair_id", "prompt_id", "group_id", "lang", "split", "kind", "category", "attack_style",
+                "prompt", "chosen", "rejected", "chosen_origin", "rejected_origin", "origin", "engine",
+                "engine_revision", "qe_score", "qe_method", "lid_lang", "lid_score", "source")
+EVAL_SPLIT = "eval"
+
+
+def release_tables(pairs: pl.DataFrame, languages: list[str]) -> dict[tuple[str, str], pl.DataFrame]:
+    """(config, split) -> rows, sorted by prompt id so files do not depend on row order.
+
+    ``lang_xx`` configs hold rows with both responses; ``evaluation`` holds every test
+    prompt of every language (harmful and benign) and every benign prompt without a pair.
+    """
+    cols = [c for c in PAIR_COLUMNS if c in pairs.columns]
+    pairs = pairs.select(cols).sort("lang", "prompt_id")
+    has_pair = pl.col("chosen").is_not_null() & pl.col("rejected").is_not_null()
+    out: dict[tuple[str, str], pl.DataFrame] = {}
+    for lang in languages:
+        rows = pairs.filter((pl.col("lang") == lang) & has_pair)
+        for split in ("train", "test"):
+            out[(f"lang_{lang}", split)] = rows.filter(pl.col("split") == split)
+    out[("evaluation", EVAL_SPLIT)] = pairs.filter((pl.col("split") == "test") | ~has_pair)
+    return out
+
+
+def data_files(config: str, split: str, n_rows: int, shard_rows: int) -> list[str]:
+    n = max(1, -(-n_rows // shard_rows))
+    stem = "eval" if config == "evaluation" else split
+    return [f"data/{config}/{stem}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+
+
+def write_parquet(df: pl.DataFrame, path: Path) -> None:
+    """Byte-deterministic Parquet: fixed writer options, no timestamps."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(df.to_arrow(), path, compression="zstd", compression_level=9,
+                   use_dictionary=True, write_statistics=True, version="2.6")
+
+
+def write_tables(tables: dict[tuple[str, str], pl.DataFrame], root: Path, shard_rows: int) -> dict[str, list[str]]:
+    """Write every (config, split) table in shards; returns config/split -> relative paths."""
+    written: dict[str, list[str]] = {}
+    for (config, split), df in tables.items():
+        files = data_files(config, split, df.height, shard_rows)
+        for i, rel in enumerate(files):
+            write_parquet(df.slice(i * shard_rows, shard_rows), root / rel)
+        written[f"{config}/{split}"] = files
+    return written

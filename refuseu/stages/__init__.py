@@ -1,0 +1,1 @@
+"""Pipeline stages: each one a table -> (kept, rejected) transform with declared columns."""

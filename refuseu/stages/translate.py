@@ -1,0 +1,88 @@
+"""TranslateStage: English prompts -> one row per (prompt, language).
+
+English rows pass through (origin ``source``). Other languages go through the engine
+chain: translation memory first, then the configured MT engine for what is left.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from refuseu.config import TranslateConfig
+from refuseu.engines.translators import TRANSLATORS
+from refuseu.errors import BuildError
+from refuseu.stages.base import Stage, StageContext, StageResult, concat_rejects
+
+QUALITY_COLUMNS = {"qe_score": pl.Float64, "qe_method": pl.String, "lid_lang": pl.String, "lid_score": pl.Float64}
+
+
+class TranslateStage(Stage):
+    name = "translate"
+    inputs = ("prompt_id", "text", "kind", "category", "split")
+    outputs = inputs + ("lang", "prompt", "origin", "engine", "engine_revision") + tuple(QUALITY_COLUMNS)
+    expands_languages = True
+
+    def __init__(self, config: TranslateConfig, *, languages: list[str]):
+        self.config = config
+        self.languages = languages
+        self.memory = TRANSLATORS.get("tm")(config.memory)
+        self.engine = None
+        if config.engine is not None and config.engine != "tm":
+            self.engine = TRANSLATORS.get(config.engine)(config)
+
+    def signature_parts(self) -> dict:
+        return {"languages": self.languages, "on_missing": self.config.on_missing,
+                "memory": self.memory.signature(),
+                "engine": self.engine.signature() if self.engine else None}
+
+    def preflight(self) -> None:
+        if self.engine is not None:
+            return
+        uncovered = [lang for lang in self.languages if lang != "en" and not self.memory.covers(lang)]
+        if uncovered:
+            raise BuildError(
+                f"no translation memory and no MT engine for language(s) {', '.join(uncovered)}: "
+                "rows in these languages cannot be made",
+                hint="configure an MT engine (translate.engine / --translator), add a translation "
+                     "memory folder with <lang>.jsonl (translate.memory), or drop the language(s)")
+
+    def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
+        kept, rejects = [], []
+        base = df.with_columns(**{c: pl.lit(None, dtype=t) for c, t in QUALITY_COLUMNS.items()})
+        for lang in self.languages:
+            if lang == "en":
+                kept.append(base.with_columns(lang=pl.lit("en"), prompt=pl.col("text"), origin=pl.lit("source"),
+                                              engine=pl.lit("source"), engine_revision=pl.lit(None, dtype=pl.String)))
+                continue
+            texts = df.get_column("text").to_list()
+            with ctx.progress(f"translate en->{lang}", len(texts)) as bar:
+                out = self.memory.translate(texts, src="en", tgt=lang)
+                origin = ["tm" if t is not None else None for t in out]
+                engine = ["tm" if t is not None else None for t in out]
+                revision = [None] * len(out)
+                bar.update(sum(t is not None for t in out))
+                if self.engine is not None:
+                    todo = [i for i, t in enumerate(out) if t is None]
+                    if todo:
+                        got = self.engine.translate([texts[i] for i in todo], src="en", tgt=lang)
+                        sig = self.engine.signature()
+                        for i, t in zip(todo, got):
+                            if t is not None:
+                                out[i], origin[i], engine[i] = t, "mt", sig.get("model") or sig["engine"]
+                                revision[i] = sig.get("revision")
+                        bar.update(len(todo))
+            rows = base.with_columns(lang=pl.lit(lang), prompt=pl.Series(out, dtype=pl.String),
+                                     origin=pl.Series(origin, dtype=pl.String),
+                                     engine=pl.Series(engine, dtype=pl.String),
+                                     engine_revision=pl.Series(revision, dtype=pl.String))
+            missing = rows.filter(pl.col("prompt").is_null())
+            if missing.height and self.config.on_missing == "error":
+                example = missing.get_column("text").head(1).to_list()[0]
+                raise BuildError(
+                    f"{missing.height} prompt(s) have no translation into '{lang}' and no engine can make "
+                    f"one (first: {example[:80]!r})",
+                    hint="configure an MT engine (translate.engine / --translator), extend the translation "
+                         "memory, or set translate.on_missing: reject to drop them with reason 'untranslated'")
+            rejects.append(self.reject(missing, "untranslated", f"no translation into {lang}"))
+            kept.append(rows.filter(pl.col("prompt").is_not_null()))
+        return StageResult(kept=pl.concat(kept, how="vertical"), rejected=concat_rejects(rejects))
