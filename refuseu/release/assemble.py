@@ -40,7 +40,7 @@ def data_files(config: str, split: str, n_rows: int, shard_rows: int) -> list[st
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
     """Byte-deterministic Parquet: fixed writer options, no timestamps."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(df.to_arrow(), path, compression="zstd", compression_level=9,
+    pq.write_table(df.to_arrow(), path, compression="zstd", compression_level=3,
                    use_dictionary=True, write_statistics=True, version="2.6")
 
 

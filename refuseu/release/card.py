@@ -83,8 +83,7 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     body = f"""
 # {name} v{version}
 
-A multilingual refusal-alignment preference dataset built with
-[refuseu](https://github.com/refuseu/refuseu): DPO triples `(prompt, chosen, rejected)` where, for a
+A multilingual refusal-alignment preference dataset built with `refuseu`: DPO triples `(prompt, chosen, rejected)` where, for a
 harmful prompt, `chosen` is a refusal written in the prompt's language and `rejected` is a compliant
 answer. Build signature: `{signature}`.
 

@@ -8,7 +8,7 @@ import polars as pl
 
 from refuseu.config import NormalizeConfig
 from refuseu.stages.base import Stage, StageContext, StageResult
-from refuseu.text import normalize_expr
+from refuseu.text import normalize_text
 
 
 def prompt_id(text: str, kind: str) -> str:
@@ -29,9 +29,10 @@ class NormalizeStage(Stage):
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         cfg = self.config
-        df = df.with_columns(normalize_expr("text", cfg.unicode_form).fill_null(""))
-        ids = [prompt_id(t, k) for t, k in zip(df.get_column("text").to_list(), df.get_column("kind").to_list())]
-        df = df.with_columns(pl.Series("prompt_id", ids, dtype=pl.String))
+        # One Python pass (faster here than polars' normalize + regex replace on 200k rows).
+        texts = [normalize_text(t, cfg.unicode_form) for t in df.get_column("text").to_list()]
+        ids = [prompt_id(t, k) for t, k in zip(texts, df.get_column("kind").to_list())]
+        df = df.with_columns(pl.Series("text", texts, dtype=pl.String), pl.Series("prompt_id", ids, dtype=pl.String))
         n = pl.col("text").str.len_chars()
         reason = (pl.when(n == 0).then(pl.lit("empty"))
                   .when(n < cfg.min_chars).then(pl.lit("too_short"))

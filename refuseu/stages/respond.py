@@ -9,8 +9,6 @@ the ``evaluation`` config until a generator is configured.
 
 from __future__ import annotations
 
-import hashlib
-
 import polars as pl
 
 from refuseu.config import RespondConfig
@@ -41,30 +39,30 @@ class RespondStage(Stage):
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         frames = []
-        for lang, part in df.group_by("lang", maintain_order=True):
-            lang = lang[0]
+        # Two independent 32-bit picks from the prompt id: one for chosen, one for rejected.
+        pick_c = pl.col("prompt_id").str.slice(0, 8).str.to_integer(base=16)
+        pick_r = pl.col("prompt_id").str.slice(8, 8).str.to_integer(base=16)
+        for (lang,), part in df.group_by("lang", maintain_order=True):
             tpl = self.templates.get(lang)
-            # Two independent 32-bit picks from the prompt id: one for chosen, one for rejected.
-            pid = pl.col("prompt_id")
-            pick_c = pid.str.slice(0, 8).str.to_integer(base=16)
-            pick_r = pid.str.slice(8, 8).str.to_integer(base=16)
-            pools = {c: list(tpl.refusal_pool(c)) for c in part.get_column("category").unique().to_list()}
-            chosen = pl.lit(None, dtype=pl.String)
-            for cat, pool in pools.items():
-                chosen = (pl.when(pl.col("category") == cat)
-                          .then(pl.lit(pl.Series(pool, dtype=pl.String).implode()).list.get(pick_c % len(pool)))
-                          .otherwise(chosen))
-            openers = pl.lit(pl.Series(list(tpl.compliance_openers), dtype=pl.String).implode())
+            categories = part.get_column("category").unique().sort().to_list()
+            pools = {c: tpl.refusal_pool(c) for c in categories}
+            refusals = pl.DataFrame(
+                [{"category": c, "__ci": i, "__refusal": t} for c, pool in pools.items() for i, t in enumerate(pool)],
+                schema={"category": pl.String, "__ci": pl.Int64, "__refusal": pl.String})
+            sizes = {c: len(p) for c, p in pools.items()}
+            openers = pl.Series(list(tpl.compliance_openers), dtype=pl.String)
+            part = part.with_columns(
+                __ci=(pick_c % pl.col("category").replace_strict(sizes, return_dtype=pl.Int64)),
+                __oi=(pick_r % len(openers)))
+            part = part.join(refusals, on=["category", "__ci"], how="left", maintain_order="left")
             harmful = pl.col("kind") == "harmful"
             part = part.with_columns(
-                chosen=pl.when(harmful).then(chosen),
-                rejected=pl.when(harmful).then(openers.list.get(pick_r % len(tpl.compliance_openers))),
+                chosen=pl.when(harmful).then(pl.col("__refusal")),
+                rejected=pl.when(harmful).then(openers.gather(part.get_column("__oi"))),
                 chosen_origin=pl.when(harmful).then(pl.lit("template")),
                 rejected_origin=pl.when(harmful).then(pl.lit("template")),
-            )
+            ).drop("__ci", "__oi", "__refusal")
             frames.append(part)
         kept = pl.concat(frames) if frames else df
-        ids = [hashlib.blake2b(f"{p}:{lg}".encode(), digest_size=8).hexdigest()
-               for p, lg in zip(kept.get_column("prompt_id").to_list(), kept.get_column("lang").to_list())]
-        kept = kept.with_columns(pair_id=pl.Series(ids, dtype=pl.String))
+        kept = kept.with_columns(pair_id=pl.format("{}-{}", "prompt_id", "lang"))
         return StageResult(kept=kept, rejected=empty_rejects())

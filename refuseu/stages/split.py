@@ -16,7 +16,7 @@ from refuseu.config import SplitConfig
 from refuseu.stages.base import Stage, StageContext, StageResult, empty_rejects
 
 
-def test_count(size: int | float, n_groups: int) -> int:
+def n_test_groups(size: int | float, n_groups: int) -> int:
     """Groups of a stratum that go to test; at least one group always stays in train."""
     if n_groups <= 1:
         return 0
@@ -48,7 +48,7 @@ class SplitStage(Stage):
         sizes = {c: v for c, v in self.config.per_category.items()}
         limits = {}
         for kind, cat, n in groups.select("kind", "category", "__n").unique().iter_rows():
-            limits[(kind, cat)] = test_count(sizes.get(cat, self.config.test_size), n)
+            limits[(kind, cat)] = n_test_groups(sizes.get(cat, self.config.test_size), n)
         limit_df = pl.DataFrame([{"kind": k, "category": c, "__limit": v} for (k, c), v in limits.items()],
                                 schema={"kind": pl.String, "category": pl.String, "__limit": pl.Int64})
         groups = groups.join(limit_df, on=["kind", "category"], how="left").with_columns(

@@ -14,7 +14,7 @@ import polars as pl
 
 from refuseu.errors import InputError
 from refuseu.resources import data_dir
-from refuseu.text import normalize_expr
+from refuseu.text import normalize_series
 
 
 def seed_memory_dir() -> Path:
@@ -62,7 +62,8 @@ class TranslationMemory:
                 if missing:
                     raise InputError(f"translation memory lacks columns {sorted(missing)}", file=str(f),
                                      hint="each row needs 'source' (English) and 'target'")
-                df = df.select(normalize_expr("source"), normalize_expr("target")).filter(
+                df = df.select(normalize_series(df.get_column("source")),
+                               normalize_series(df.get_column("target"))).filter(
                     pl.col("target").str.len_chars() > 0)
                 merged.update(zip(df.get_column("source").to_list(), df.get_column("target").to_list()))
             self._tables[lang] = merged
