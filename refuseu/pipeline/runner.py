@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,20 +123,28 @@ class Pipeline:
             self.reporter.info(f"  [dim]cached[/dim]  {self.stages[i].name}")
         table = pl.read_ipc(self._dir(last_cached) / "kept.arrow") if last_cached >= 0 else pl.DataFrame()
         ctx = StageContext(languages=self.languages, progress=self.reporter.bar)
-        for i in range(last_cached + 1, len(self.stages)):
-            st = self.stages[i]
-            t0 = time.perf_counter()
-            res = st.run(table, ctx)
-            seconds = time.perf_counter() - t0
-            funnel = self._funnel(st, table, res)
-            self._store(i, res, funnel)
-            records.append(StageRecord(st.name, sigs[i], False, seconds, funnel))
-            rejects.append(res.rejected)
-            table = res.kept
-            n_in = sum(v["in"] for v in funnel.values())
-            n_rej = sum(v["rejected"] for v in funnel.values())
-            self.reporter.info(f"  [green]done[/green]    {st.name}: {n_in} in, {n_in - n_rej} kept, "
-                               f"{n_rej} rejected ({seconds:.2f}s)")
+        # Stage outputs are written to the cache by one background thread while the next
+        # stage computes (polars and the IPC writer release the GIL). Leaving the block
+        # waits for pending writes, also when a stage fails or is interrupted, so every
+        # finished stage is on disk before the build returns.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refuseu-cache") as writer:
+            pending = []
+            for i in range(last_cached + 1, len(self.stages)):
+                st = self.stages[i]
+                t0 = time.perf_counter()
+                res = st.run(table, ctx)
+                seconds = time.perf_counter() - t0
+                funnel = self._funnel(st, table, res)
+                pending.append(writer.submit(self._store, i, res, funnel))
+                records.append(StageRecord(st.name, sigs[i], False, seconds, funnel))
+                rejects.append(res.rejected)
+                table = res.kept
+                n_in = sum(v["in"] for v in funnel.values())
+                n_rej = sum(v["rejected"] for v in funnel.values())
+                self.reporter.info(f"  [green]done[/green]    {st.name}: {n_in} in, {n_in - n_rej} kept, "
+                                   f"{n_rej} rejected ({seconds:.2f}s)")
+            for f in pending:
+                f.result()
         return PipelineResult(table=table, rejects=concat_rejects(rejects), records=records)
 
     def _funnel(self, st: Stage, table: pl.DataFrame, res: StageResult) -> dict:

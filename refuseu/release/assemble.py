@@ -14,13 +14,13 @@ EVAL_SPLIT = "eval"
 
 
 def release_tables(pairs: pl.DataFrame, languages: list[str]) -> dict[tuple[str, str], pl.DataFrame]:
-    """(config, split) -> rows, sorted by prompt id so files do not depend on row order.
+    """(config, split) -> rows, in pipeline order (deterministic for the same recipe and inputs).
 
     ``lang_xx`` configs hold rows with both responses; ``evaluation`` holds every test
     prompt of every language (harmful and benign) and every benign prompt without a pair.
     """
     cols = [c for c in PAIR_COLUMNS if c in pairs.columns]
-    pairs = pairs.select(cols).sort("lang", "prompt_id")
+    pairs = pairs.select(cols)
     has_pair = pl.col("chosen").is_not_null() & pl.col("rejected").is_not_null()
     out: dict[tuple[str, str], pl.DataFrame] = {}
     for lang in languages:
@@ -40,7 +40,7 @@ def data_files(config: str, split: str, n_rows: int, shard_rows: int) -> list[st
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
     """Byte-deterministic Parquet: fixed writer options, no timestamps."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(df.to_arrow(), path, compression="zstd", compression_level=3,
+    pq.write_table(df.to_arrow(), path, compression="zstd", compression_level=1,
                    use_dictionary=True, write_statistics=True, version="2.6")
 
 

@@ -96,8 +96,11 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
     except Exception:
         _find_bad_json_line(path, data)
         raise
+    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if n_lines == df.height:  # no blank lines: record i is on line i
+        return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
     lines = [i + 1 for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
-    if len(lines) != df.height:  # blank lines are skipped by both; anything else is a bug
+    if len(lines) != df.height:
         lines = list(range(1, df.height + 1))
     return df.with_columns(pl.Series("__row", lines, dtype=pl.Int64))
 

@@ -113,32 +113,37 @@ def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -
     if len(cand) < 2:
         return roots, sims
     # Exact digests only for the flagged rows (usually a small share).
-    starts, ends = offsets[cand], offsets[cand + 1]
-    sub_tokens = np.concatenate([tokens[s:e] for s, e in zip(starts, ends)])
+    starts, lengths = offsets[cand].astype(np.int64), (offsets[cand + 1] - offsets[cand]).astype(np.int64)
     sub_offsets = np.zeros(len(cand) + 1, dtype=np.uint64)
-    np.cumsum(ends - starts, out=sub_offsets[1:])
-    sub = rensa.RMinHash.digest_matrix_from_flat_token_hashes(sub_tokens, sub_offsets, cfg.num_perm, seed)
+    np.cumsum(lengths, out=sub_offsets[1:])
+    gather = np.repeat(starts - sub_offsets[:-1].astype(np.int64), lengths) + np.arange(int(lengths.sum()))
+    sub = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens[gather], sub_offsets, cfg.num_perm, seed)
     dig = np.asarray(sub.to_rows(), dtype=np.uint32)
     r = cfg.num_perm // bands
-    uf = _UnionFind()
+    # Candidate pairs: every row with the first row of each band bucket it shares.
+    pairs = []
     for b in range(bands):
         band = np.ascontiguousarray(dig[:, b * r:(b + 1) * r])
         keys = band.view(np.dtype((np.void, band.dtype.itemsize * r))).ravel()
-        _, inverse = np.unique(keys, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        for members in np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1):
-            if len(members) < 2:
-                continue
-            first, rest = members[0], members[1:]
-            similar = (dig[rest] == dig[first]).mean(axis=1) >= cfg.threshold
-            for m in rest[similar]:
-                uf.union(int(cand[first]), int(cand[m]))
-    for i in uf.parent:
-        root = uf.find(i)
-        roots[i] = root
+        _, first_of_key, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        head = first_of_key[inverse.ravel()]
+        mask = head != np.arange(len(cand))
+        pairs.append(np.stack([head[mask], np.flatnonzero(mask)], axis=1))
+    pairs = np.unique(np.concatenate(pairs), axis=0)
+    if len(pairs) == 0:
+        return roots, sims
+    similar = (dig[pairs[:, 0]] == dig[pairs[:, 1]]).mean(axis=1) >= cfg.threshold
+    uf = _UnionFind()
+    for a, b in pairs[similar].tolist():
+        uf.union(int(cand[a]), int(cand[b]))
     rows_of = {int(c): j for j, c in enumerate(cand)}
-    for i in np.flatnonzero(roots != np.arange(n)):
-        sims[i] = float((dig[rows_of[int(i)]] == dig[rows_of[int(roots[i])]]).mean())
+    for i in list(uf.parent):
+        roots[i] = uf.find(i)
+    moved = np.flatnonzero(roots != np.arange(n))
+    if len(moved):
+        a = np.array([rows_of[int(i)] for i in moved])
+        b = np.array([rows_of[int(roots[i])] for i in moved])
+        sims[moved] = (dig[a] == dig[b]).mean(axis=1)
     return roots, sims
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import polars as pl
 
 from refuseu.config import SplitConfig
@@ -36,12 +37,31 @@ class SplitStage(Stage):
     def signature_parts(self) -> dict:
         return {**self.config.model_dump(mode="json"), "seed": self.seed}
 
+    def _order_keys(self, group_ids: pl.Series) -> np.ndarray:
+        """A seeded pseudo-random order of groups, stable across platforms and versions.
+
+        Group ids are hex digests; their first 60 bits mixed with the seed through the
+        splitmix64 finalizer give a uniform, seed-dependent key without hashing strings.
+        """
+        parsed = group_ids.str.slice(0, 15).str.to_integer(base=16, strict=False)
+        if parsed.null_count():  # ids that are not hex digests (hand-made tables): hash them
+            fixed = [int(hashlib.blake2b(g.encode(), digest_size=7).hexdigest(), 16) if v is None else v
+                     for g, v in zip(group_ids.to_list(), parsed.to_list())]
+            parsed = pl.Series(fixed, dtype=pl.Int64)
+        x = parsed.to_numpy().astype(np.uint64)
+        seed = np.uint64(int(hashlib.blake2b(str(self.seed).encode(), digest_size=8).hexdigest(), 16))
+        with np.errstate(over="ignore"):
+            z = x ^ seed
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+        return z
+
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         groups = df.group_by("group_id", maintain_order=True).agg(
             pl.col("kind").first(), pl.col("category").first())
-        keys = [hashlib.blake2b(f"{self.seed}:{g}".encode(), digest_size=8).hexdigest()
-                for g in groups.get_column("group_id").to_list()]
-        groups = groups.with_columns(__key=pl.Series(keys)).sort("kind", "category", "__key")
+        groups = groups.with_columns(__key=pl.Series(self._order_keys(groups.get_column("group_id"))))
+        groups = groups.sort("kind", "category", "__key", "group_id")
         groups = groups.with_columns(
             __rank=pl.int_range(pl.len()).over("kind", "category"),
             __n=pl.len().over("kind", "category"))
