@@ -21,6 +21,7 @@ from refuseu.release.card import render_card
 from refuseu.release.manifest import file_hashes, package_versions, read_manifest, write_manifest
 from refuseu.stages.base import Stage
 from refuseu.stages.dedup import DedupStage
+from refuseu.stages.lid import LidStage
 from refuseu.stages.normalize import NormalizeStage
 from refuseu.stages.respond import RespondStage
 from refuseu.stages.sources import SourcesStage
@@ -54,7 +55,9 @@ def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
         DedupStage(recipe.dedup, seed=recipe.seed),
         SplitStage(recipe.split, seed=recipe.seed),
         TranslateStage(recipe.translate, languages=languages),
+        LidStage(recipe.lid, languages=languages, fields=("prompt",), name="lid_prompt"),
         RespondStage(recipe.respond, languages=languages),
+        LidStage(recipe.lid, languages=languages, fields=("chosen", "rejected"), name="lid_response"),
     ]
 
 

@@ -74,6 +74,18 @@ class TranslateConfig(Section):
         "error", description="a row no engine can translate: stop the build, or reject it (untranslated)")
 
 
+class LidConfig(Section):
+    enabled: bool = Field(True, description="check the language of every non-English text")
+    engine: Literal["combined", "fasttext", "lingua"] = Field(
+        "combined", description="combined: fastText lite, lingua where fastText confuses close languages")
+    fasttext_model: str = Field("lite", description="lite (bundled lid.176.ftz), a local path or a Hub repo id")
+    threshold: float = Field(0.5, ge=0, le=1, description="minimum confidence of the predicted language")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="per-language overrides")
+
+    def threshold_for(self, lang: str) -> float:
+        return self.thresholds.get(lang, self.threshold)
+
+
 class RespondConfig(Section):
     templates: str = Field("builtin", description="builtin, or a folder of <lang>.yaml template files")
     generator: str | None = Field(None, description="generator model for compliant/helpful answers")
@@ -97,6 +109,7 @@ class Recipe(Section):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
+    lid: LidConfig = Field(default_factory=LidConfig)
     respond: RespondConfig = Field(default_factory=RespondConfig)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
 
@@ -106,6 +119,20 @@ class Recipe(Section):
         if not SEMVER.match(v):
             raise ValueError(f"'{v}' is not a semantic version X.Y.Z")
         return v
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _langs_string(cls, v):
+        return v.split(",") if isinstance(v, str) else v
+
+    @field_validator("languages")
+    @classmethod
+    def _known_langs(cls, v):
+        from refuseu.languages import parse_langs
+        try:
+            return parse_langs(v)
+        except Exception as e:  # InputError -> a validation message naming the field
+            raise ValueError(getattr(e, "message", str(e))) from None
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -18,7 +18,8 @@ def make_recipe(tmp_path):
     from refuseu.config import load_recipe
 
     def _make(**overrides):
-        base = {"build_dir": str(tmp_path / "build"), "release": {"out": str(tmp_path / "releases")}}
+        base = {"languages": ["en"], "build_dir": str(tmp_path / "build"),
+                "release": {"out": str(tmp_path / "releases")}}
         for k, v in overrides.items():
             if isinstance(v, dict) and isinstance(base.get(k), dict):
                 base[k] = {**base[k], **v}

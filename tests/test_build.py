@@ -32,7 +32,8 @@ def test_seed_release_layout_and_manifest(seed_release):
         assert (root / rel).is_file(), rel
     m = json.loads((root / "manifest.json").read_text())
     assert m["version"] == "0.1.0" and m["build_signature"] == summary.signature
-    assert list(m["funnel"]) == ["sources", "normalize", "dedup", "split", "translate", "respond"]
+    assert list(m["funnel"]) == ["sources", "normalize", "dedup", "split", "translate", "lid_prompt", "respond",
+                                 "lid_response"]
     for stage, per_lang in m["funnel"].items():
         for lang, f in per_lang.items():
             assert f["in"] == f["kept"] + f["rejected"], (stage, lang)
@@ -103,7 +104,7 @@ def test_equivalent_recipe_change_is_up_to_date(make_recipe):
 def test_changed_stage_reruns_only_it_and_later(make_recipe):
     build(make_recipe())
     s = build(make_recipe(split={"test_size": 3}, version="0.2.0"))
-    assert s.stages_run == ["split", "translate", "respond"]
+    assert s.stages_run == ["split", "translate", "lid_prompt", "respond", "lid_response"]
 
 
 def test_bad_rows_are_rejected_not_fatal(make_recipe, write_jsonl):
@@ -126,7 +127,8 @@ def run_cli(args, cwd=None):
 
 
 def cli_args(tmp_path, *extra):
-    return ["build", "--build-dir", str(tmp_path / "b"), "--out", str(tmp_path / "r"), *extra]
+    langs = [] if "--langs" in extra else ["--langs", "en"]
+    return ["build", *langs, "--build-dir", str(tmp_path / "b"), "--out", str(tmp_path / "r"), *extra]
 
 
 def test_cli_build_json_and_inspect(tmp_path):
@@ -194,7 +196,7 @@ def test_killed_build_resumes(tmp_path, write_jsonl):
     rows = [{"text": f"request number {i} about getting into a building at night {i % 97}", "category": "violent_crimes"}
             for i in range(60_000)]
     src = write_jsonl(rows)
-    args = [sys.executable, "-m", "refuseu.cli.main", "build", "--source", str(src), "--build-dir",
+    args = [sys.executable, "-m", "refuseu.cli.main", "build", "--langs", "en", "--source", str(src), "--build-dir",
             str(tmp_path / "b"), "--out", str(tmp_path / "r"), "--quiet"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stages = tmp_path / "b" / "stages"
@@ -211,4 +213,4 @@ def test_killed_build_resumes(tmp_path, write_jsonl):
     out = subprocess.run(args[:-1] + ["--json"], cwd=tmp_path, capture_output=True, text=True, check=True)
     summary = json.loads(out.stdout)
     assert "sources" not in summary["stages_run"] and "normalize" not in summary["stages_run"]
-    assert summary["stages_run"][-1] == "respond" and summary["status"] == "built"
+    assert summary["stages_run"][-1] == "lid_response" and summary["status"] == "built"

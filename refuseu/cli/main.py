@@ -101,6 +101,23 @@ def inspect(release, as_json):
                 click.echo(f"    {k:<48} {n:>8}")
 
 
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="-", show_default=True,
+              help="Output JSONL file ('-' for stdout).")
+@click.option("--engine", type=click.Choice(["combined", "fasttext", "lingua"]), default="combined",
+              show_default=True, help="Language-ID engine or rule.")
+@click.option("--langs", default="all", show_default=True,
+              help="Languages lingua may choose from (all | eu24 | comma list).")
+@click.option("--threshold", type=float, default=None, help="Minimum score for ok (default: recipe default 0.5).")
+def langid(file, out, engine, langs, threshold):
+    """Identify the language of each JSONL row ('text', optional 'lang'); adds lid_lang, lid_score, ok."""
+    from refuseu.langid import langid_file
+
+    stats = langid_file(file, out, engine=engine, langs=langs, threshold=threshold)
+    click.echo(f"{stats['rows']} rows; with lang: {stats['checked']}, ok: {stats['ok']}", err=True)
+
+
 def main() -> None:
     cli()
 

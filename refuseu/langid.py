@@ -1,0 +1,65 @@
+"""``langid_file``: language ID over a curator's own JSONL file (``refuseu langid``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from refuseu.config import LidConfig
+from refuseu.errors import InputError
+from refuseu.languages import parse_langs
+
+
+def read_jsonl_rows(path: str | Path, *, required: tuple[str, ...] = ("text",)) -> list[dict]:
+    rows = []
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(p)) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not valid UTF-8 ({e.reason})", file=str(p)) from None
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON: {e.msg}", file=str(p), line=n) from None
+        if not isinstance(obj, dict):
+            raise InputError("each line must be a JSON object", file=str(p), line=n)
+        for field in required:
+            if not isinstance(obj.get(field), str):
+                raise InputError(f"missing or non-string '{field}'", file=str(p), line=n, field=field)
+        rows.append(obj)
+    return rows
+
+
+def langid_file(path: str | Path, out: str | Path, *, engine: str = "combined", langs: str = "all",
+                threshold: float | None = None) -> dict:
+    from refuseu.stages.lid import make_identifier
+
+    rows = read_jsonl_rows(path)
+    languages = parse_langs(langs)
+    given = sorted({r["lang"] for r in rows if r.get("lang")})
+    for lang in given:
+        if lang not in languages:
+            languages.append(lang)
+    config = LidConfig(engine=engine) if threshold is None else LidConfig(engine=engine, threshold=threshold)
+    ident = make_identifier(config, languages)
+    preds = ident.predict([r["text"] for r in rows], [r.get("lang") or None for r in rows])
+    checked = ok = 0
+    sink = sys.stdout if str(out) == "-" else open(out, "w", encoding="utf-8")
+    try:
+        for r, p in zip(rows, preds):
+            r = {**r, "lid_lang": p.lang, "lid_score": round(p.score, 4)}
+            if r.get("lang"):
+                r["ok"] = p.lang == r["lang"] and p.score >= config.threshold_for(r["lang"])
+                checked += 1
+                ok += r["ok"]
+            sink.write(json.dumps(r, ensure_ascii=False) + "\n")
+    finally:
+        if sink is not sys.stdout:
+            sink.close()
+    return {"rows": len(rows), "checked": checked, "ok": ok}
