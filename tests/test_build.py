@@ -214,3 +214,47 @@ def test_killed_build_resumes(tmp_path, write_jsonl):
     summary = json.loads(out.stdout)
     assert "sources" not in summary["stages_run"] and "normalize" not in summary["stages_run"]
     assert summary["stages_run"][-1] == "lid_response" and summary["status"] == "built"
+
+
+@pytest.fixture(scope="module")
+def all12(tmp_path_factory):
+    from refuseu.config import load_recipe
+
+    root = tmp_path_factory.mktemp("all12")
+    recipe = load_recipe(None, overrides={"languages": "all", "build_dir": str(root / "b"),
+                                          "release": {"out": str(root / "r")}})
+    return build(recipe)
+
+
+def test_all12_release_offline(all12):
+    import datasets
+
+    from refuseu.languages import ALL12
+
+    root = Path(all12.release_dir)
+    assert all12.languages == list(ALL12)
+    test_ids = {}
+    for lang in ALL12:
+        ds = datasets.load_dataset(str(root), f"lang_{lang}")
+        assert ds["train"].num_rows > 100 and ds["test"].num_rows > 20, lang
+        assert set(ds["train"]["lang"]) == {lang}
+        if lang != "en":
+            assert set(ds["train"]["origin"]) == {"tm"}
+            assert all(s is not None and s >= 0.5 for s in ds["train"]["lid_score"])
+        test_ids[lang] = set(ds["test"]["prompt_id"])
+    # the test split is decided once: the same prompt ids are test prompts in every language
+    assert all(ids == test_ids["en"] for ids in test_ids.values())
+    rejects = pl.read_parquet(root / "rejects.parquet")
+    assert rejects.height == 0, rejects.head(5)  # every shipped translation and template passes LID
+
+
+def test_all12_responses_are_native(all12):
+    from refuseu.engines.responders.templates import TemplateRegistry
+
+    reg = TemplateRegistry()
+    root = Path(all12.release_dir)
+    for lang in ("de", "sl", "lv"):
+        df = pl.read_parquet(root / f"data/lang_{lang}/train-00000-of-00001.parquet")
+        tpl = reg.get(lang)
+        pool = {t for ts in tpl.refusals.values() for t in ts}
+        assert set(df["chosen"]) <= pool and set(df["rejected"]) <= set(tpl.compliance_openers)

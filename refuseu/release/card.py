@@ -124,6 +124,13 @@ Responses (`chosen_origin`, `rejected_origin`) and prompt origin (`source` = Eng
 Where no generator model is configured, `rejected` is a compliance *opener* from templates (it starts
 to comply but carries no harmful content).
 
+Provenance: `tm` rows of the embedded seed come from the reference translations shipped with
+refuseu (`refuseu/data/tm/<lang>.jsonl`): human-quality translations of every seed prompt written to
+keep its attack style (slang stays slang, misspellings stay misspelled, dialect prompts use a
+regional variety of the target language). Refusal templates and compliance openers are written
+natively in each language (`refuseu/data/templates/<lang>.yaml`), not translated. Every
+non-English prompt and response passed language identification (`lid_lang`, `lid_score`).
+
 ### Funnel
 
 Every dropped row is recorded with its reason in `rejects.parquet`.

