@@ -183,3 +183,16 @@ def _hashes_or_none(release_dir: Path):
         return {k: {"sha256": v["sha256"], "bytes": v["bytes"]} for k, v in read_manifest(release_dir)["files"].items()}
     except (FileNotFoundError, KeyError, ValueError):
         return None
+
+
+def render_recipe_card(recipe_path: str | None = None, *, build_dir: str | None = None) -> str:
+    """The dataset card of a recipe's release, built (or reused) in a private folder of the
+    build directory, so the repository's DATASET_CARD.md can be regenerated and checked."""
+    from refuseu.config import load_recipe
+
+    overrides = {"build_dir": build_dir} if build_dir else {}
+    recipe = load_recipe(recipe_path, overrides=overrides)
+    recipe = recipe.model_copy(update={"release": recipe.release.model_copy(
+        update={"out": str(Path(recipe.build_dir) / "card-releases")})})
+    summary = build(recipe)
+    return (Path(summary.release_dir) / "README.md").read_text(encoding="utf-8")

@@ -258,3 +258,12 @@ def test_all12_responses_are_native(all12):
         tpl = reg.get(lang)
         pool = {t for ts in tpl.refusals.values() for t in ts}
         assert set(df["chosen"]) <= pool and set(df["rejected"]) <= set(tpl.compliance_openers)
+
+
+def test_dataset_card_is_up_to_date(tmp_path):
+    """DATASET_CARD.md is the card of the default build; regenerate it with `refuseu card`."""
+    from refuseu.build import render_recipe_card
+
+    expected = render_recipe_card(None, build_dir=str(tmp_path / "b"))
+    current = (REPO / "DATASET_CARD.md").read_text(encoding="utf-8")
+    assert current == expected, "DATASET_CARD.md is out of date: run `refuseu card`"

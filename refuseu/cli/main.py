@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -99,6 +100,21 @@ def inspect(release, as_json):
             click.echo(f"  {key}")
             for k, n in counts.items():
                 click.echo(f"    {k:<48} {n:>8}")
+
+
+@cli.command()
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
+              help="Recipe YAML (default: recipes/default.yaml).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="DATASET_CARD.md", show_default=True,
+              help="Where to write the card.")
+@click.option("--build-dir", default=None, help="Cache folder for stage outputs (default: recipe build_dir).")
+def card(recipe_path, out, build_dir):
+    """Write the dataset card of a recipe's build (DATASET_CARD.md for the default recipe)."""
+    from refuseu.build import render_recipe_card
+
+    text = render_recipe_card(recipe_path, build_dir=build_dir)
+    Path(out).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}")
 
 
 @cli.command()
