@@ -54,7 +54,7 @@ def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
         NormalizeStage(recipe.normalize),
         DedupStage(recipe.dedup, seed=recipe.seed),
         SplitStage(recipe.split, seed=recipe.seed),
-        TranslateStage(recipe.translate, languages=languages),
+        TranslateStage(recipe.translate, languages=languages, cache_dir=recipe.build_dir),
         LidStage(recipe.lid, languages=languages, fields=("prompt",), name="lid_prompt"),
         RespondStage(recipe.respond, languages=languages),
         LidStage(recipe.lid, languages=languages, fields=("chosen", "rejected"), name="lid_response"),

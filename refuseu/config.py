@@ -66,12 +66,43 @@ class SplitConfig(Section):
 
 
 class TranslateConfig(Section):
-    engine: str | None = Field(None, description="MT engine after translation memory (none: memory only)")
-    model: str | None = None
+    engine: str | None = Field(None, description="MT engine after translation memory: hf | ctranslate2 | "
+                                                 "deep-translator (none: memory only)")
+    model: str | None = Field(None, description="model id or local path (hf/ctranslate2; default NLLB-200 "
+                                                "distilled 600M; 'marian' picks opus-mt per language); "
+                                                "provider name for deep-translator")
+    models: dict[str, str] = Field(default_factory=dict, description="per-language model overrides")
+    revision: str | None = Field(None, description="Hub revision of the model")
     memory: list[str] = Field(default_factory=lambda: ["seed"],
                               description="translation memories: 'seed' (shipped) or folders/files")
     on_missing: Literal["error", "reject"] = Field(
         "error", description="a row no engine can translate: stop the build, or reject it (untranslated)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it (else fp16), fp32 on CPU")
+    batch_tokens: int = Field(4096, ge=16, description="token budget per batch (padded source tokens)")
+    max_batch_size: int = Field(256, ge=1)
+    beam_size: int = Field(1, ge=1)
+    max_length_ratio: float = Field(2.0, gt=0, description="max new tokens = ratio * source tokens + offset")
+    max_length_offset: int = Field(10, ge=0)
+    max_new_tokens: int | None = Field(None, ge=1, description="fixed max new tokens (overrides the ratio)")
+    min_new_tokens: int | None = Field(None, ge=0, description="fixed min new tokens (benchmarks)")
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = 0
+    max_source_tokens: int = Field(200, ge=8, description="longer inputs are split into sentences first")
+    ct2_quantization: Literal["int8", "int8_float16", "int8_bfloat16", "float16", "bfloat16", "float32"] = "int8"
+    ct2_cache: str | None = Field(None, description="folder for converted CTranslate2 models "
+                                                   "(default ~/.cache/refuseu/ct2)")
+    ct2_inter_threads: int | None = Field(None, ge=1, description="batches run in parallel (default: cores)")
+    ct2_intra_threads: int | None = Field(None, ge=0, description="threads per batch (default 1 on CPU)")
+    provider: str | None = Field(None, description="deep-translator provider: google | deepl | microsoft | "
+                                                   "libre | mymemory")
+    provider_url: str | None = Field(None, description="base URL for self-hosted LibreTranslate")
+    timeout: float = Field(20.0, gt=0, description="seconds per web request")
+    retries: int = Field(3, ge=0)
+    requests_per_second: float = Field(2.0, gt=0)
 
 
 class LidConfig(Section):

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import polars as pl
 
+from pathlib import Path
+
 from refuseu.config import TranslateConfig
+from refuseu.engines.cache import CachedTranslator, ItemCache
 from refuseu.engines.translators import TRANSLATORS
 from refuseu.errors import BuildError
 from refuseu.stages.base import Stage, StageContext, StageResult, concat_rejects
@@ -22,21 +25,29 @@ class TranslateStage(Stage):
     outputs = inputs + ("lang", "prompt", "origin", "engine", "engine_revision") + tuple(QUALITY_COLUMNS)
     expands_languages = True
 
-    def __init__(self, config: TranslateConfig, *, languages: list[str]):
+    def __init__(self, config: TranslateConfig, *, languages: list[str], cache_dir: str | Path | None = None):
         self.config = config
         self.languages = languages
         self.memory = TRANSLATORS.get("tm")(config.memory)
         self.engine = None
         if config.engine is not None and config.engine != "tm":
-            self.engine = TRANSLATORS.get(config.engine)(config)
+            engine = TRANSLATORS.get(config.engine)(config)
+            cache = ItemCache(Path(cache_dir) / "items.sqlite") if cache_dir else None
+            self.engine = CachedTranslator(engine, cache)
+
+    def _prepare(self) -> None:
+        if self.engine is not None and hasattr(self.engine.engine, "prepare"):
+            self.engine.engine.prepare([lang for lang in self.languages if lang != "en"])
 
     def signature_parts(self) -> dict:
+        self._prepare()
         return {"languages": self.languages, "on_missing": self.config.on_missing,
                 "memory": self.memory.signature(),
                 "engine": self.engine.signature() if self.engine else None}
 
     def preflight(self) -> None:
         if self.engine is not None:
+            self._prepare()  # a missing model stops the build here, before any work
             return
         uncovered = [lang for lang in self.languages if lang != "en" and not self.memory.covers(lang)]
         if uncovered:
@@ -45,6 +56,15 @@ class TranslateStage(Stage):
                 "rows in these languages cannot be made",
                 hint="configure an MT engine (translate.engine / --translator), add a translation "
                      "memory folder with <lang>.jsonl (translate.memory), or drop the language(s)")
+
+    def _engine_label(self, lang: str) -> tuple[str, str | None]:
+        """(engine:model, revision) recorded on every machine-translated row."""
+        inner = self.engine.engine
+        if hasattr(inner, "model_for"):
+            model = inner.model_for(lang)
+            return f"{inner.name}:{model}", inner.resolve(model)[1]
+        sig = inner.signature()
+        return f"{inner.name}:{sig.get('model') or sig.get('provider')}", sig.get("revision")
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         kept, rejects = [], []
@@ -64,13 +84,11 @@ class TranslateStage(Stage):
                 if self.engine is not None:
                     todo = [i for i, t in enumerate(out) if t is None]
                     if todo:
-                        got = self.engine.translate([texts[i] for i in todo], src="en", tgt=lang)
-                        sig = self.engine.signature()
+                        got = self.engine.translate([texts[i] for i in todo], src="en", tgt=lang, progress=bar)
+                        label, rev = self._engine_label(lang)
                         for i, t in zip(todo, got):
                             if t is not None:
-                                out[i], origin[i], engine[i] = t, "mt", sig.get("model") or sig["engine"]
-                                revision[i] = sig.get("revision")
-                        bar.update(len(todo))
+                                out[i], origin[i], engine[i], revision[i] = t, "mt", label, rev
             rows = base.with_columns(lang=pl.lit(lang), prompt=pl.Series(out, dtype=pl.String),
                                      origin=pl.Series(origin, dtype=pl.String),
                                      engine=pl.Series(engine, dtype=pl.String),
