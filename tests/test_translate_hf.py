@@ -176,3 +176,74 @@ def test_ctranslate2_m2m100_conversion_failure_is_clear(tiny_models, tmp_path):
         ct.translate(["Hello"], src="en", tgt="de")
     assert "could not convert" in e.value.message and "hf engine" in e.value.hint
     assert not list((tmp_path / "ct2").glob("*")) or not list((tmp_path / "ct2").glob("*/model.bin"))
+
+
+def test_back_translation_round_trip_is_cached(tiny_models, tmp_path):
+    from refuseu.engines.translators.back import back_translate
+
+    ct = CachedTranslator(engine(tiny_models["nllb"]), ItemCache(tmp_path / "i.sqlite"))
+    de = ct.translate(TEXTS, src="en", tgt="de")
+    back = back_translate(ct, de, lang="de")
+    assert len(back) == len(TEXTS) and all(isinstance(b, str) for b in back)
+    seen = []
+    model = ct.engine.load(str(tiny_models["nllb"])).replicas[0]
+    orig = model.generate
+    model.generate = lambda *a, **kw: seen.append(kw["forced_bos_token_id"]) or orig(*a, **kw)
+    ct2 = CachedTranslator(engine(tiny_models["nllb"]), ItemCache(tmp_path / "i.sqlite"))
+    ct2.engine._loaded = ct.engine._loaded
+    assert back_translate(ct2, de, lang="de") == back and ct2.computed == 0  # from the cache
+    ct3 = CachedTranslator(ct.engine, None)
+    back_translate(ct3, ["Ein neuer Satz."], lang="de")
+    tok = ct.engine.load(str(tiny_models["nllb"])).tokenizer
+    assert seen == [tok.convert_tokens_to_ids("eng_Latn")]  # routed to English
+    assert tok.src_lang == "deu_Latn"
+    assert back_translate(ct3, ["Hello"], lang="en") == ["Hello"]
+
+
+def test_build_with_missing_mt_model_stops_before_work(tmp_path, write_jsonl):
+    from click.testing import CliRunner
+
+    from refuseu.cli.main import cli
+
+    src = write_jsonl([{"text": "A prompt that is not in any translation memory.", "category": "hate"}])
+    res = CliRunner().invoke(cli, ["build", "--source", str(src), "--langs", "de", "--translator", "hf",
+                                   "--translator-model", "nobody/missing-mt-model", "--build-dir",
+                                   str(tmp_path / "b"), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1, res.output
+    assert "model 'nobody/missing-mt-model' (stage translate) is not available locally" in res.output
+    assert "refuseu models pull" in res.output and "--translator-model" in res.output
+    assert not (tmp_path / "b" / "stages").exists() and not (tmp_path / "r").exists()
+    res = CliRunner().invoke(cli, ["models", "check", "--langs", "de", "--translator", "hf",
+                                   "--translator-model", "nobody/missing-mt-model"])
+    assert res.exit_code == 1 and "missing" in res.output and "nobody/missing-mt-model" in res.output
+
+
+def test_build_and_translate_cli_with_tiny_model(tiny_models, tmp_path, write_jsonl):
+    import json
+
+    from click.testing import CliRunner
+
+    from refuseu.cli.main import cli
+
+    src = write_jsonl([{"text": "A brand new prompt about breaking into a car.", "category": "non_violent_crimes"},
+                       {"text": "Tell me something hateful about my neighbours.", "category": "hate"}])
+    args = ["--translator", "hf", "--translator-model", str(tiny_models["marian"]), "--build-dir", str(tmp_path / "b")]
+    res = CliRunner().invoke(cli, ["models", "check", "--langs", "de", *args[:4]])
+    assert res.exit_code == 0 and "ok" in res.output
+    out = tmp_path / "t.jsonl"
+    res = CliRunner().invoke(cli, ["translate", str(src), "--to", "de,sl", "--out", str(out), *args])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["lang"], r["origin"]) for r in rows] == [("de", "mt"), ("sl", "mt")] * 2
+    res = CliRunner().invoke(cli, ["translate", str(src), "--to", "de,sl", "--out", str(out), *args])
+    assert "0 new" in res.output  # all from the item cache
+    res = CliRunner().invoke(cli, ["build", "--source", str(src), "--langs", "en,de", "--out", str(tmp_path / "r"),
+                                   "--json", *args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output[res.output.index("{"):])
+    assert summary["status"] == "built"
+    rejects = pl.read_parquet(f"{summary['release_dir']}/rejects.parquet")
+    # Random-weight output is no German: language ID rejects what it cannot confirm.
+    assert set(rejects.filter(pl.col("lang") == "de")["stage"]) <= {"lid_prompt"}
+    kept = summary["counts"]["lang_de/train"] + summary["counts"]["lang_de/test"]
+    assert kept + rejects.filter(pl.col("lang") == "de").height == 2

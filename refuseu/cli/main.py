@@ -42,27 +42,20 @@ def cli():
 @click.option("--out", default=None, help="Folder that receives releases (default: recipe release.out).")
 @click.option("--version", "version", default=None, help="Release version X.Y.Z (default: recipe version).")
 @click.option("--build-dir", default=None, help="Cache folder for stage outputs (default: recipe build_dir).")
+@click.option("--translator", default=None,
+              help="MT engine after translation memory: hf | ctranslate2 | deep-translator.")
+@click.option("--translator-model", default=None,
+              help="MT model: Hub id or local folder (hf/ctranslate2), or provider (deep-translator).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def build(recipe_path, langs, sources, out, version, build_dir, as_json, quiet):
+def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
-    from refuseu.config import load_recipe
     from refuseu.languages import parse_langs
     from refuseu.pipeline.progress import Reporter
 
-    overrides: dict = {}
-    if langs:
-        overrides["languages"] = parse_langs(langs)
-    if sources:
-        overrides["sources"] = [{"spec": s} for s in sources]
-    if out:
-        overrides["release"] = {"out": out}
-    if version:
-        overrides["version"] = version
-    if build_dir:
-        overrides["build_dir"] = build_dir
-    recipe = load_recipe(recipe_path, overrides=overrides)
+    recipe = _recipe(recipe_path, langs=langs, sources=sources, out=out, version=version, build_dir=build_dir,
+                     translator=translator, translator_model=translator_model)
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
     summary = run_build(recipe, reporter=reporter)
@@ -78,6 +71,111 @@ def build(recipe_path, langs, sources, out, version, build_dir, as_json, quiet):
         for key, n in summary.counts.items():
             click.echo(f"  {key}: {n}")
     click.echo(f"build signature: {summary.signature}")
+
+
+def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, build_dir=None, translator=None,
+            translator_model=None):
+    """Defaults < recipe YAML < these flags."""
+    from refuseu.config import load_recipe
+    from refuseu.languages import parse_langs
+
+    overrides: dict = {}
+    if langs:
+        overrides["languages"] = parse_langs(langs)
+    if sources:
+        overrides["sources"] = [{"spec": s} for s in sources]
+    if out:
+        overrides["release"] = {"out": out}
+    if version:
+        overrides["version"] = version
+    if build_dir:
+        overrides["build_dir"] = build_dir
+    tr: dict = {}
+    if translator:
+        tr["engine"] = translator
+    if translator_model:
+        tr["provider" if translator == "deep-translator" else "model"] = translator_model
+    if tr:
+        overrides["translate"] = tr
+    return load_recipe(recipe_path, overrides=overrides)
+
+
+@cli.group()
+def models():
+    """The models a recipe needs: list them, pull them into the cache, check they load offline."""
+
+
+def _model_options(f):
+    f = click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
+                     help="Recipe YAML (default: recipes/default.yaml).")(f)
+    f = click.option("--langs", default=None, help="all | eu24 | comma list of ISO codes.")(f)
+    f = click.option("--translator", default=None, help="MT engine: hf | ctranslate2 | deep-translator.")(f)
+    f = click.option("--translator-model", default=None, help="MT model id or local folder.")(f)
+    return f
+
+
+def _print_needs(needs) -> None:
+    if not needs:
+        click.echo("this recipe needs no models beyond the bundled ones")
+    for n in needs:
+        langs = ",".join(n.languages[:6]) + ("..." if len(n.languages) > 6 else "")
+        click.echo(f"{n.status:<8} {n.stage:<10} {n.engine:<12} {n.model}  [{langs}]  {n.detail}")
+
+
+@models.command("list")
+@_model_options
+def models_list(recipe_path, langs, translator, translator_model):
+    """List the models a recipe needs."""
+    from refuseu.models import required_models
+
+    _print_needs(required_models(_recipe(recipe_path, langs=langs, translator=translator,
+                                         translator_model=translator_model)))
+
+
+@models.command("check")
+@_model_options
+def models_check(recipe_path, langs, translator, translator_model):
+    """Check that every model the recipe needs loads offline; exit 1 naming each missing one."""
+    from refuseu.models import check_models
+
+    needs = check_models(_recipe(recipe_path, langs=langs, translator=translator, translator_model=translator_model))
+    _print_needs(needs)
+    missing = [n for n in needs if n.status == "missing"]
+    if missing:
+        click.echo(f"error: {len(missing)} model(s) missing: {', '.join(n.model for n in missing)}", err=True)
+        click.echo("  fix: run `refuseu models pull` with the same options (needs network), or give local "
+                   "folders with --translator-model", err=True)
+        sys.exit(1)
+
+
+@models.command("pull")
+@_model_options
+def models_pull(recipe_path, langs, translator, translator_model):
+    """Download the models a recipe needs into the Hugging Face cache (and convert for CTranslate2)."""
+    from refuseu.models import pull_models
+
+    _print_needs(pull_models(_recipe(recipe_path, langs=langs, translator=translator,
+                                     translator_model=translator_model), report=click.echo))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--to", "to", required=True, help="Target languages: all | eu24 | comma list of ISO codes.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="-", show_default=True,
+              help="Output JSONL ('-' for stdout): one row per input row and language.")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
+              help="Recipe whose translate section to use (default: recipes/default.yaml).")
+@click.option("--translator", default=None, help="hf | ctranslate2 | deep-translator (default: the recipe's).")
+@click.option("--translator-model", default=None, help="Model id or local folder, or provider.")
+@click.option("--build-dir", default=None, help="Where the item cache lives (default: recipe build_dir).")
+def translate(file, to, out, recipe_path, translator, translator_model, build_dir):
+    """Translate the 'text' field of a JSONL file into languages (memory first, then the MT engine)."""
+    from refuseu.translate_file import translate_file
+
+    recipe = _recipe(recipe_path, build_dir=build_dir, translator=translator, translator_model=translator_model)
+    stats = translate_file(file, out, recipe=recipe, langs=to)
+    click.echo(f"{stats['rows']} rows x {stats['languages']} languages: {stats['tm']} from memory, "
+               f"{stats['mt']} machine-translated ({stats['computed']} new, the rest from the item cache)", err=True)
 
 
 @cli.command()

