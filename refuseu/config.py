@@ -95,6 +95,7 @@ class TranslateConfig(Section):
     ct2_quantization: Literal["int8", "int8_float16", "int8_bfloat16", "float16", "bfloat16", "float32"] = "int8"
     ct2_cache: str | None = Field(None, description="folder for converted CTranslate2 models "
                                                    "(default ~/.cache/refuseu/ct2)")
+    ct2_batch_tokens: int = Field(1024, ge=16, description="token budget per CTranslate2 batch")
     ct2_inter_threads: int | None = Field(None, ge=1, description="batches run in parallel (default: cores)")
     ct2_intra_threads: int | None = Field(None, ge=0, description="threads per batch (default 1 on CPU)")
     provider: str | None = Field(None, description="deep-translator provider: google | deepl | microsoft | "

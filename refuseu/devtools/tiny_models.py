@@ -40,39 +40,73 @@ def train_spm(out_prefix: Path, vocab_size: int, *, user_symbols: list[str] | No
     return out_prefix.with_suffix(".model")
 
 
+SIZES = {
+    "tiny": dict(d_model=32, layers=2, heads=2, ffn=64, vocab=600),
+    # the translation benchmark's NLLB-architecture model (~48M parameters with an 8k vocabulary)
+    "bench": dict(d_model=512, layers=6, heads=8, ffn=2048, vocab=8000),
+    # facebook/nllb-200-distilled-600M's architecture (random weights, its full vocabulary size)
+    "nllb600m": dict(d_model=1024, layers=12, heads=16, ffn=4096, vocab=8000, model_vocab=256206),
+}
+
+
 def _dims(size: str) -> dict:
-    if size == "bench":  # the benchmark's NLLB-architecture model: 48M parameters
-        return dict(d_model=512, layers=6, heads=8, ffn=2048, vocab=8000)
-    return dict(d_model=32, layers=2, heads=2, ffn=64, vocab=600)
+    return SIZES[size]
 
 
-def build_nllb(out: str | Path, *, size: str = "tiny", languages=ALL12, seed: int = 0) -> Path:
-    import torch
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+def nllb_config(tok, size: str):
+    """An M2M100Config (the NLLB architecture) of ``size`` for tokenizer ``tok``."""
+    from transformers import M2M100Config
 
-    out = Path(out)
     d = _dims(size)
-    sp = train_spm(out / "spm" / "sp", d["vocab"], control_ids=True)
-    codes = [LANGUAGES[c].flores for c in languages]
-    tok = NllbTokenizer(vocab_file=str(sp), additional_special_tokens=codes, src_lang="eng_Latn")
-    tok.save_pretrained(out)
-    # Size the vocabulary from the reloaded tokenizer (it adds <mask>), as converters do.
-    vocab = _reloaded_size(out)
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(out)
-    torch.manual_seed(seed)
+    vocab = max(d.get("model_vocab", 0), len(tok), max(tok.get_vocab().values()) + 1)
     cfg = M2M100Config(vocab_size=vocab, d_model=d["d_model"], encoder_layers=d["layers"], decoder_layers=d["layers"],
                        encoder_attention_heads=d["heads"], decoder_attention_heads=d["heads"],
                        encoder_ffn_dim=d["ffn"], decoder_ffn_dim=d["ffn"], max_position_embeddings=1024,
                        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       decoder_start_token_id=tok.eos_token_id, scale_embedding=True, forced_eos_token_id=None)
+                       decoder_start_token_id=tok.eos_token_id, scale_embedding=True, forced_eos_token_id=None,
+                       dropout=0.1, activation_function="relu")
     cfg.architectures = ["M2M100ForConditionalGeneration"]
-    model = M2M100ForConditionalGeneration(cfg).eval()
+    return cfg
+
+
+def build_nllb_tokenizer(out: str | Path, *, size: str = "tiny", languages=ALL12) -> Path:
+    from transformers import NllbTokenizer
+
+    out = Path(out)
+    sp = train_spm(out / "spm" / "sp", _dims(size)["vocab"], control_ids=True)
+    codes = [LANGUAGES[c].flores for c in languages]
+    NllbTokenizer(vocab_file=str(sp), additional_special_tokens=codes, src_lang="eng_Latn").save_pretrained(out)
+    _rmtree(out / "spm")
+    return out
+
+
+def build_nllb_from_tokenizer(out: str | Path, tokenizer_dir: str | Path, *, size: str = "tiny", seed: int = 0,
+                              dtype=None) -> Path:
+    """Random-weight NLLB-architecture model saved next to (a copy of) the tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, M2M100ForConditionalGeneration
+
+    out = Path(out)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    model = M2M100ForConditionalGeneration(nllb_config(tok, size)).eval()
+    if dtype is not None:
+        model = model.to(dtype)
     model.generation_config.max_length = 256
     model.save_pretrained(out)
-    tok.save_pretrained(out)
-    (out / "spm").exists() and _rmtree(out / "spm")
+    if Path(tokenizer_dir) != out:
+        for f in Path(tokenizer_dir).iterdir():
+            if f.is_file():
+                shutil.copy(f, out / f.name)
     return out
+
+
+def build_nllb(out: str | Path, *, size: str = "tiny", languages=ALL12, seed: int = 0) -> Path:
+    out = Path(out)
+    build_nllb_tokenizer(out, size=size, languages=languages)
+    return build_nllb_from_tokenizer(out, out, size=size, seed=seed)
 
 
 def build_m2m100(out: str | Path, *, languages=ALL12, seed: int = 0) -> Path:
