@@ -77,6 +77,9 @@ def build_nllb_tokenizer(out: str | Path, *, size: str = "tiny", languages=ALL12
     codes = [LANGUAGES[c].flores for c in languages]
     NllbTokenizer(vocab_file=str(sp), additional_special_tokens=codes, src_lang="eng_Latn").save_pretrained(out)
     _rmtree(out / "spm")
+    # Save the fast tokenizer too (tokenizer.json): loadable by other transformers versions.
+    from transformers import AutoTokenizer
+    AutoTokenizer.from_pretrained(out).save_pretrained(out)
     return out
 
 
