@@ -80,8 +80,10 @@ class TranslateConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bf16 on GPUs that support it (else fp16), fp32 on CPU")
-    batch_tokens: int = Field(4096, ge=16, description="token budget per batch (padded source tokens)")
-    max_batch_size: int = Field(256, ge=1)
+    batch_tokens: int | None = Field(None, ge=16, description="token budget per batch (padded source tokens); "
+                                                              "default 4096 on CPU, 32768 on GPU")
+    max_batch_size: int | None = Field(None, ge=1, description="sentences per batch; default 256 on CPU, "
+                                                               "1024 on GPU")
     beam_size: int = Field(1, ge=1)
     max_length_ratio: float = Field(2.0, gt=0, description="max new tokens = ratio * source tokens + offset")
     max_length_offset: int = Field(10, ge=0)

@@ -97,7 +97,6 @@ def build_nllb_from_tokenizer(out: str | Path, tokenizer_dir: str | Path, *, siz
     model = M2M100ForConditionalGeneration(nllb_config(tok, size)).eval()
     if dtype is not None:
         model = model.to(dtype)
-    model.generation_config.max_length = 256
     model.save_pretrained(out)
     if Path(tokenizer_dir) != out:
         for f in Path(tokenizer_dir).iterdir():

@@ -225,7 +225,12 @@ class HFTranslator:
         drop = set(tok.all_special_ids)
         if forced is not None:
             drop.add(forced)
-        batches = token_batches([len(x) for x in ids], budget=cfg.batch_tokens, max_size=cfg.max_batch_size)
+        # Larger batches pay off on a GPU (NLLB-600M on an H200: 3,358 tokens/s at 8,192 tokens
+        # per batch, 8,634 at 32,768); on a CPU 4,096 is near the best.
+        on_gpu = loaded.replicas[0].device.type == "cuda"
+        budget = cfg.batch_tokens or (32768 if on_gpu else 4096)
+        max_size = cfg.max_batch_size or (1024 if on_gpu else 256)
+        batches = token_batches([len(x) for x in ids], budget=budget, max_size=max_size)
         results: list[str | None] = [None] * len(ids)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
 
