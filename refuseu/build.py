@@ -23,6 +23,7 @@ from refuseu.stages.base import Stage
 from refuseu.stages.dedup import DedupStage
 from refuseu.stages.lid import LidStage
 from refuseu.stages.normalize import NormalizeStage
+from refuseu.stages.qe import QeStage
 from refuseu.stages.respond import RespondStage
 from refuseu.stages.sources import SourcesStage
 from refuseu.stages.split import SplitStage
@@ -49,12 +50,14 @@ class BuildSummary:
 
 
 def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
+    translate = TranslateStage(recipe.translate, languages=languages, cache_dir=recipe.build_dir)
     return [
         SourcesStage(recipe.sources),
         NormalizeStage(recipe.normalize),
         DedupStage(recipe.dedup, seed=recipe.seed),
         SplitStage(recipe.split, seed=recipe.seed),
-        TranslateStage(recipe.translate, languages=languages, cache_dir=recipe.build_dir),
+        translate,
+        QeStage(recipe.qe, languages=languages, cache_dir=recipe.build_dir, back_translator=translate.engine),
         LidStage(recipe.lid, languages=languages, fields=("prompt",), name="lid_prompt"),
         RespondStage(recipe.respond, languages=languages),
         LidStage(recipe.lid, languages=languages, fields=("chosen", "rejected"), name="lid_response"),
@@ -124,7 +127,7 @@ def build(recipe: Recipe, *, reporter: Reporter | None = None) -> BuildSummary:
             render_card(name=recipe.name, version=recipe.version, signature=signature, languages=languages,
                         tables=tables, written=written, funnel=result.funnel,
                         engines=_engine_summary(recipe), license=recipe.release.license,
-                        gated=recipe.release.gated), encoding="utf-8")
+                        gated=recipe.release.gated, stats=result.stats), encoding="utf-8")
         counts = {f"{c}/{s}": df.height for (c, s), df in tables.items()}
         summary.counts, summary.rejected = counts, rejects.height
         write_manifest(staging, {
@@ -132,7 +135,7 @@ def build(recipe: Recipe, *, reporter: Reporter | None = None) -> BuildSummary:
             "format": RELEASE_FORMAT, "languages": languages, "refuseu": __version__,
             "packages": package_versions(), "recipe": recipe_dump(recipe),
             "stage_signatures": {r.name: r.signature for r in result.records},
-            "funnel": result.funnel, "counts": counts,
+            "funnel": result.funnel, "stage_stats": result.stats, "counts": counts,
             "rejected_rows": rejects.height,
         })
         summary.status = _publish(staging, release_dir)
@@ -153,6 +156,9 @@ def _engine_summary(recipe: Recipe) -> dict:
                  f"{recipe.dedup.shingle_words}-word shingles, near-duplicates: {recipe.dedup.near_action})",
         "split": f"by group, stratified by kind/category, test_size {recipe.split.test_size}, seed {recipe.seed}",
         "translate": "translation memory (" + ", ".join(tr.memory) + ")" + (f" then {tr.engine}" if tr.engine else ""),
+        "qe": (f"cheap checks + {recipe.qe.scorer}" + (f" ({recipe.qe.mode}, {recipe.qe.default_model()})"
+               if recipe.qe.scorer == "comet" else "") + f" on origins {recipe.qe.apply_to}"),
+        "lid": f"{recipe.lid.engine} (fastText {recipe.lid.fasttext_model} + lingua), threshold {recipe.lid.threshold}",
         "respond": f"native refusal templates ({recipe.respond.templates}), compliance openers",
     }
 
@@ -194,5 +200,7 @@ def render_recipe_card(recipe_path: str | None = None, *, build_dir: str | None 
     recipe = load_recipe(recipe_path, overrides=overrides)
     recipe = recipe.model_copy(update={"release": recipe.release.model_copy(
         update={"out": str(Path(recipe.build_dir) / "card-releases")})})
+    # A private scratch release, rebuilt each time (stage caches keep it fast).
+    shutil.rmtree(Path(recipe.release.out), ignore_errors=True)
     summary = build(recipe)
     return (Path(summary.release_dir) / "README.md").read_text(encoding="utf-8")

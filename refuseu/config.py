@@ -108,6 +108,37 @@ class TranslateConfig(Section):
     requests_per_second: float = Field(2.0, gt=0)
 
 
+class QeConfig(Section):
+    scorer: Literal["comet", "chrf-roundtrip", "none"] = Field(
+        "comet", description="comet: COMET model (QE or round-trip); chrf-roundtrip: sacrebleu chrF of the "
+                             "back-translation against the English source; none: cheap checks only")
+    mode: Literal["qe", "roundtrip"] = Field("qe", description="comet: reference-free QE of (source, translation), "
+                                                              "or round-trip with a reference-based model")
+    model: str | None = Field(None, description="COMET model: Hub id, a folder with checkpoints/model.ckpt, or a "
+                                                ".ckpt path (default: Unbabel/wmt20-comet-qe-da for qe, "
+                                                "Unbabel/wmt22-comet-da for roundtrip)")
+    batch_size: int = Field(32, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    apply_to: list[Literal["mt", "tm", "source"]] = Field(default_factory=lambda: ["mt"],
+                                                         description="origins to check and score")
+    threshold: float | None = Field(None, description="absolute minimum score (any language)")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="per-language absolute minimums")
+    percentile: float | None = Field(None, gt=0, le=100, description="keep the best P%% of each language")
+    percentiles: dict[str, float] = Field(default_factory=dict, description="per-language percentile overrides")
+    min_length_ratio: float = Field(0.3, gt=0, description="translation/source character ratio below: rejected")
+    max_length_ratio: float = Field(3.0, gt=0, description="translation/source character ratio above: rejected")
+    max_repeat: int = Field(4, ge=2, description="a token repeated this many times in a row: degenerate output")
+
+    def default_model(self) -> str:
+        return self.model or ("Unbabel/wmt20-comet-qe-da" if self.mode == "qe" else "Unbabel/wmt22-comet-da")
+
+    def threshold_for(self, lang: str) -> float | None:
+        return self.thresholds.get(lang, self.threshold)
+
+    def percentile_for(self, lang: str) -> float | None:
+        return self.percentiles.get(lang, self.percentile)
+
+
 class LidConfig(Section):
     enabled: bool = Field(True, description="check the language of every non-English text")
     engine: Literal["combined", "fasttext", "lingua"] = Field(
@@ -143,6 +174,7 @@ class Recipe(Section):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
+    qe: QeConfig = Field(default_factory=QeConfig)
     lid: LidConfig = Field(default_factory=LidConfig)
     respond: RespondConfig = Field(default_factory=RespondConfig)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)

@@ -32,6 +32,10 @@ def required_models(recipe: Recipe) -> list[ModelNeed]:
         for lang in langs:
             by_model.setdefault(engine.model_for(lang), []).append(lang)
         needs += [ModelNeed("translate", tr.engine, m, ls) for m, ls in by_model.items()]
+    qe = recipe.qe
+    mt_rows = tr.engine not in (None, "tm") and "mt" in qe.apply_to
+    if qe.scorer == "comet" and langs and (mt_rows or "tm" in qe.apply_to):
+        needs.append(ModelNeed("qe", "comet", qe.default_model(), langs))
     if recipe.lid.enabled and langs:
         m = recipe.lid.fasttext_model
         needs.append(ModelNeed("lid", "fasttext", m, langs, status="bundled" if m == "lite" else "unknown",
@@ -54,6 +58,9 @@ def check_models(recipe: Recipe) -> list[ModelNeed]:
             if need.engine == "fasttext":
                 from refuseu.engines.lid.fasttext_lid import resolve_model
                 need.detail = str(resolve_model(need.model))
+            elif need.engine == "comet":
+                from refuseu.engines.qe.scorers import resolve_comet_checkpoint
+                need.detail = str(resolve_comet_checkpoint(need.model))
             else:
                 folder, rev = resolve_model_dir(need.model, revision=recipe.translate.revision, stage=need.stage,
                                                 flag="--translator-model / translate.model")

@@ -32,8 +32,8 @@ def test_seed_release_layout_and_manifest(seed_release):
         assert (root / rel).is_file(), rel
     m = json.loads((root / "manifest.json").read_text())
     assert m["version"] == "0.1.0" and m["build_signature"] == summary.signature
-    assert list(m["funnel"]) == ["sources", "normalize", "dedup", "split", "translate", "lid_prompt", "respond",
-                                 "lid_response"]
+    assert list(m["funnel"]) == ["sources", "normalize", "dedup", "split", "translate", "qe", "lid_prompt",
+                                 "respond", "lid_response"]
     for stage, per_lang in m["funnel"].items():
         for lang, f in per_lang.items():
             assert f["in"] == f["kept"] + f["rejected"], (stage, lang)
@@ -104,7 +104,7 @@ def test_equivalent_recipe_change_is_up_to_date(make_recipe):
 def test_changed_stage_reruns_only_it_and_later(make_recipe):
     build(make_recipe())
     s = build(make_recipe(split={"test_size": 3}, version="0.2.0"))
-    assert s.stages_run == ["split", "translate", "lid_prompt", "respond", "lid_response"]
+    assert s.stages_run == ["split", "translate", "qe", "lid_prompt", "respond", "lid_response"]
 
 
 def test_bad_rows_are_rejected_not_fatal(make_recipe, write_jsonl):

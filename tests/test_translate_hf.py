@@ -229,7 +229,11 @@ def test_build_and_translate_cli_with_tiny_model(tiny_models, tmp_path, write_js
                        {"text": "Tell me something hateful about my neighbours.", "category": "hate"}])
     args = ["--translator", "hf", "--translator-model", str(tiny_models["marian"]), "--build-dir", str(tmp_path / "b")]
     res = CliRunner().invoke(cli, ["models", "check", "--langs", "de", *args[:4]])
-    assert res.exit_code == 0 and "ok" in res.output
+    lines = {ln.split()[1] + "/" + ln.split()[2]: ln.split()[0] for ln in res.output.splitlines()
+             if ln.split() and ln.split()[0] in ("ok", "missing", "bundled")}
+    # The MT model is there; the default QE model (COMET, from the Hub) is not: exit 1 naming it.
+    assert lines["translate/hf"] == "ok" and lines["qe/comet"] == "missing"
+    assert res.exit_code == 1 and "Unbabel/wmt20-comet-qe-da" in res.output
     out = tmp_path / "t.jsonl"
     res = CliRunner().invoke(cli, ["translate", str(src), "--to", "de,sl", "--out", str(out), *args])
     assert res.exit_code == 0, res.output
@@ -238,12 +242,12 @@ def test_build_and_translate_cli_with_tiny_model(tiny_models, tmp_path, write_js
     res = CliRunner().invoke(cli, ["translate", str(src), "--to", "de,sl", "--out", str(out), *args])
     assert "0 new" in res.output  # all from the item cache
     res = CliRunner().invoke(cli, ["build", "--source", str(src), "--langs", "en,de", "--out", str(tmp_path / "r"),
-                                   "--json", *args], catch_exceptions=False)
+                                   "--qe", "none", "--json", *args], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output[res.output.index("{"):])
     assert summary["status"] == "built"
     rejects = pl.read_parquet(f"{summary['release_dir']}/rejects.parquet")
     # Random-weight output is no German: language ID rejects what it cannot confirm.
-    assert set(rejects.filter(pl.col("lang") == "de")["stage"]) <= {"lid_prompt"}
+    assert set(rejects.filter(pl.col("lang") == "de")["stage"]) <= {"qe", "lid_prompt"}
     kept = summary["counts"]["lang_de/train"] + summary["counts"]["lang_de/test"]
     assert kept + rejects.filter(pl.col("lang") == "de").height == 2

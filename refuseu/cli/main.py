@@ -46,16 +46,20 @@ def cli():
               help="MT engine after translation memory: hf | ctranslate2 | deep-translator.")
 @click.option("--translator-model", default=None,
               help="MT model: Hub id or local folder (hf/ctranslate2), or provider (deep-translator).")
+@click.option("--qe", "qe", default=None, type=click.Choice(["comet", "chrf-roundtrip", "none"]),
+              help="Translation quality scorer for machine translations.")
+@click.option("--qe-model", default=None, help="COMET model: Hub id, model folder or .ckpt path.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, as_json, quiet):
+def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
+          as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
     from refuseu.pipeline.progress import Reporter
 
     recipe = _recipe(recipe_path, langs=langs, sources=sources, out=out, version=version, build_dir=build_dir,
-                     translator=translator, translator_model=translator_model)
+                     translator=translator, translator_model=translator_model, qe=qe, qe_model=qe_model)
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
     summary = run_build(recipe, reporter=reporter)
@@ -74,7 +78,7 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
 
 
 def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, build_dir=None, translator=None,
-            translator_model=None):
+            translator_model=None, qe=None, qe_model=None):
     """Defaults < recipe YAML < these flags."""
     from refuseu.config import load_recipe
     from refuseu.languages import parse_langs
@@ -97,6 +101,13 @@ def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, buil
         tr["provider" if translator == "deep-translator" else "model"] = translator_model
     if tr:
         overrides["translate"] = tr
+    q: dict = {}
+    if qe:
+        q["scorer"] = qe
+    if qe_model:
+        q["model"] = qe_model
+    if q:
+        overrides["qe"] = q
     return load_recipe(recipe_path, overrides=overrides)
 
 
@@ -176,6 +187,33 @@ def translate(file, to, out, recipe_path, translator, translator_model, build_di
     stats = translate_file(file, out, recipe=recipe, langs=to)
     click.echo(f"{stats['rows']} rows x {stats['languages']} languages: {stats['tm']} from memory, "
                f"{stats['mt']} machine-translated ({stats['computed']} new, the rest from the item cache)", err=True)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--lang", required=True, help="Language of the 'mt' texts (ISO 639-1).")
+@click.option("--scorer", default=None, type=click.Choice(["comet", "chrf-roundtrip", "none"]),
+              help="Scorer (default: the recipe's).")
+@click.option("--qe-model", default=None, help="COMET model: Hub id, model folder or .ckpt path.")
+@click.option("--mode", default=None, type=click.Choice(["qe", "roundtrip"]), help="COMET mode.")
+@click.option("--threshold", type=float, default=None, help="Minimum score for ok.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="-", show_default=True,
+              help="Output JSONL ('-' for stdout).")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
+              help="Recipe whose qe and translate sections to use.")
+@click.option("--translator", default=None, help="MT engine for back-translation (round-trip scorers).")
+@click.option("--translator-model", default=None, help="MT model id or local folder.")
+def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, translator, translator_model):
+    """Score a JSONL of (src, mt) pairs: cheap checks, then qe_score with the chosen scorer."""
+    from refuseu.score_file import score_file
+
+    recipe = _recipe(recipe_path, translator=translator, translator_model=translator_model, qe=scorer,
+                     qe_model=qe_model)
+    extra = {k: v for k, v in (("mode", mode), ("threshold", threshold)) if v is not None}
+    if extra:
+        recipe = recipe.model_copy(update={"qe": recipe.qe.model_copy(update=extra)})
+    stats = score_file(file, out, recipe=recipe, lang=lang)
+    click.echo(f"{stats['rows']} rows scored with {stats['method']}; ok: {stats['ok']}", err=True)
 
 
 @cli.command()

@@ -32,6 +32,7 @@ class StageRecord:
     cached: bool
     seconds: float
     funnel: dict  # lang -> {"in", "kept", "rejected", "reasons": {reason: n}}
+    stats: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +48,10 @@ class PipelineResult:
     @property
     def funnel(self) -> dict:
         return {r.name: r.funnel for r in self.records}
+
+    @property
+    def stats(self) -> dict:
+        return {r.name: r.stats for r in self.records if r.stats}
 
     @property
     def stages_run(self) -> list[str]:
@@ -118,7 +123,8 @@ class Pipeline:
         for i in range(last_cached + 1):
             d = self._dir(i)
             meta = json.loads((d / "meta.json").read_text())
-            records.append(StageRecord(self.stages[i].name, sigs[i], True, 0.0, meta["funnel"]))
+            records.append(StageRecord(self.stages[i].name, sigs[i], True, 0.0, meta["funnel"],
+                                       meta.get("stats", {})))
             rejects.append(pl.read_ipc(d / "rejected.arrow"))
             self.reporter.info(f"  [dim]cached[/dim]  {self.stages[i].name}")
         table = pl.read_ipc(self._dir(last_cached) / "kept.arrow") if last_cached >= 0 else pl.DataFrame()
@@ -136,7 +142,7 @@ class Pipeline:
                 seconds = time.perf_counter() - t0
                 funnel = self._funnel(st, table, res)
                 pending.append(writer.submit(self._store, i, res, funnel))
-                records.append(StageRecord(st.name, sigs[i], False, seconds, funnel))
+                records.append(StageRecord(st.name, sigs[i], False, seconds, funnel, res.stats))
                 rejects.append(res.rejected)
                 table = res.kept
                 n_in = sum(v["in"] for v in funnel.values())
@@ -184,7 +190,8 @@ class Pipeline:
 
     def _store(self, i: int, res: StageResult, funnel: dict) -> None:
         final = self._dir(i)
-        tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+        # Written aside, then renamed into place: a cache entry is either whole or absent.
+        tmp = self.build_dir / "stages" / ".partial" / f"{final.parent.name}-{final.name}-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -195,7 +202,8 @@ class Pipeline:
         # meta.json is written last: its presence marks a complete cache entry.
         (tmp / "meta.json").write_text(json.dumps({"stage": self.stages[i].name,
                                                    "signature": self.signatures()[i],
-                                                   "funnel": funnel}, indent=1))
+                                                   "funnel": funnel, "stats": res.stats}, indent=1))
         if final.exists():
             shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)

@@ -49,9 +49,20 @@ def _table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
+def _qe_section(stats: dict | None) -> str:
+    qe = (stats or {}).get("qe") or {}
+    if not qe:
+        return ("Translation quality: no row was machine-translated, so no QE score applies (reference "
+                "translations are trusted unless `qe.apply_to` lists them).")
+    rows = [[lang, s["method"], s["scored"], s["mean"], s["p10"], s["p50"], s["p90"], s["threshold"],
+             s["percentile"], s["pass_rate"]] for lang, s in qe.items()]
+    return "Translation quality of machine-translated rows:\n\n" + _table(
+        ["lang", "method", "scored", "mean", "p10", "p50", "p90", "threshold", "percentile", "pass rate"], rows)
+
+
 def render_card(*, name: str, version: str, signature: str, languages: list[str],
                 tables: dict[tuple[str, str], pl.DataFrame], written: dict[str, list[str]],
-                funnel: dict, engines: dict, license: str, gated: bool) -> str:
+                funnel: dict, engines: dict, license: str, gated: bool, stats: dict | None = None) -> str:
     tax = load_taxonomy()
     pairs = pl.concat([df for (c, _), df in tables.items() if c != "evaluation"] or [pl.DataFrame()],
                       how="diagonal_relaxed")
@@ -130,6 +141,8 @@ keep its attack style (slang stays slang, misspellings stay misspelled, dialect 
 regional variety of the target language). Refusal templates and compliance openers are written
 natively in each language (`refuseu/data/templates/<lang>.yaml`), not translated. Every
 non-English prompt and response passed language identification (`lid_lang`, `lid_score`).
+
+{_qe_section(stats)}
 
 ### Funnel
 

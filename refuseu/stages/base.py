@@ -21,6 +21,8 @@ REJECT_SCHEMA = {"stage": pl.String, "prompt_id": pl.String, "lang": pl.String,
 class StageResult:
     kept: pl.DataFrame
     rejected: pl.DataFrame
+    #: JSON-able figures a stage wants in the manifest (e.g. QE score quantiles per language).
+    stats: dict = field(default_factory=dict)
 
 
 @dataclass
