@@ -45,8 +45,9 @@ class LidStage(Stage):
         return self._identifier
 
     def signature_parts(self) -> dict:
+        needed = self.config.enabled and any(lang != "en" for lang in self.languages)
         return {"fields": list(self.fields), "config": self.config.model_dump(mode="json"),
-                "engine": self.identifier.signature() if self.config.enabled else None}
+                "engine": self.identifier.signature() if needed else None}
 
     def preflight(self) -> None:
         if self.config.enabled and any(lang != "en" for lang in self.languages):
