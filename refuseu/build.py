@@ -59,7 +59,8 @@ def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
         translate,
         QeStage(recipe.qe, languages=languages, cache_dir=recipe.build_dir, back_translator=translate.engine),
         LidStage(recipe.lid, languages=languages, fields=("prompt",), name="lid_prompt"),
-        RespondStage(recipe.respond, languages=languages),
+        RespondStage(recipe.respond, languages=languages, cache_dir=recipe.build_dir, translator=translate.engine,
+                     qe=recipe.qe),
         LidStage(recipe.lid, languages=languages, fields=("chosen", "rejected"), name="lid_response"),
     ]
 

@@ -153,7 +153,33 @@ class LidConfig(Section):
 
 class RespondConfig(Section):
     templates: str = Field("builtin", description="builtin, or a folder of <lang>.yaml template files")
-    generator: str | None = Field(None, description="generator model for compliant/helpful answers")
+    generator: str | None = Field(None, description="model (Hub id or folder) for compliant answers to harmful "
+                                                    "prompts (rejected); e.g. a safety-abliterated model")
+    helpful_generator: str | None = Field(None, description="model for helpful answers to benign prompts (chosen); "
+                                                            "benign prompts become pairs only with one")
+    engine: Literal["hf", "vllm"] = "hf"
+    revision: str | None = None
+    mode: Literal["native", "translate"] = Field(
+        "native", description="native: prompt the model in the row's language; translate: answer the English "
+                              "prompt once, then translate the answer with the MT chain")
+    modes: dict[str, Literal["native", "translate"]] = Field(default_factory=dict,
+                                                            description="per-language mode overrides")
+    system_prompt: str = Field("Answer in {language}.",
+                               description="system prompt for native mode; {language} is the language's name")
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    do_sample: bool = True
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    batch_tokens: int | None = Field(None, ge=16, description="prompt-token budget per batch (default 2048 CPU, "
+                                                              "16384 GPU)")
+    refusal_classifier: str | None = Field(None, description="optional classifier model (id or folder) for the "
+                                                             "refusal detector")
+
+    def mode_for(self, lang: str) -> str:
+        return "native" if lang == "en" else self.modes.get(lang, self.mode)
 
 
 class ReleaseConfig(Section):

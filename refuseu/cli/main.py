@@ -49,17 +49,20 @@ def cli():
 @click.option("--qe", "qe", default=None, type=click.Choice(["comet", "chrf-roundtrip", "none"]),
               help="Translation quality scorer for machine translations.")
 @click.option("--qe-model", default=None, help="COMET model: Hub id, model folder or .ckpt path.")
+@click.option("--generator", default=None, help="Model (Hub id or folder) for compliant answers (rejected).")
+@click.option("--helpful-generator", default=None, help="Model for helpful answers to benign prompts (chosen).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
-          as_json, quiet):
+          generator, helpful_generator, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
     from refuseu.pipeline.progress import Reporter
 
     recipe = _recipe(recipe_path, langs=langs, sources=sources, out=out, version=version, build_dir=build_dir,
-                     translator=translator, translator_model=translator_model, qe=qe, qe_model=qe_model)
+                     translator=translator, translator_model=translator_model, qe=qe, qe_model=qe_model,
+                     generator=generator, helpful_generator=helpful_generator)
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
     summary = run_build(recipe, reporter=reporter)
@@ -78,7 +81,7 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
 
 
 def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, build_dir=None, translator=None,
-            translator_model=None, qe=None, qe_model=None):
+            translator_model=None, qe=None, qe_model=None, generator=None, helpful_generator=None):
     """Defaults < recipe YAML < these flags."""
     from refuseu.config import load_recipe
     from refuseu.languages import parse_langs
@@ -108,6 +111,13 @@ def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, buil
         q["model"] = qe_model
     if q:
         overrides["qe"] = q
+    r: dict = {}
+    if generator:
+        r["generator"] = generator
+    if helpful_generator:
+        r["helpful_generator"] = helpful_generator
+    if r:
+        overrides["respond"] = r
     return load_recipe(recipe_path, overrides=overrides)
 
 
@@ -214,6 +224,22 @@ def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, trans
         recipe = recipe.model_copy(update={"qe": recipe.qe.model_copy(update=extra)})
     stats = score_file(file, out, recipe=recipe, lang=lang)
     click.echo(f"{stats['rows']} rows scored with {stats['method']}; ok: {stats['ok']}", err=True)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="-", show_default=True,
+              help="Output JSONL ('-' for stdout).")
+@click.option("--classifier", default=None, help="Optional refusal classifier model (Hub id or folder).")
+@click.option("--lexicon", "lexicons", multiple=True, type=click.Path(file_okay=False),
+              help="Extra folder of <lang>.yaml refusal lexicons; repeatable.")
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Score from which is_refusal is true.")
+def judge(file, out, classifier, lexicons, threshold):
+    """Refusal detection over a JSONL of model outputs ('text', 'lang'): adds is_refusal and score."""
+    from refuseu.judge_file import judge_file
+
+    stats = judge_file(file, out, classifier=classifier, lexicons=list(lexicons), threshold=threshold)
+    click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}", err=True)
 
 
 @cli.command()

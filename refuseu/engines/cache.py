@@ -110,3 +110,39 @@ class CachedTranslator:
                 progress.update(len(part))
         by_text = {t: done.get(h) for t, h in zip(unique, hashes)}
         return [by_text[t] for t in texts]
+
+
+class CachedGenerator:
+    """Wraps a generator: unique prompts only, cache first (keyed by the engine's settings,
+    the system prompt, the language and the role), the rest in committed chunks."""
+
+    def __init__(self, engine, cache: ItemCache | None, *, chunk: int = 64):
+        self.engine = engine
+        self.cache = cache
+        self.chunk = chunk
+        self.computed = 0
+
+    def signature(self) -> dict:
+        return self.engine.settings()
+
+    def generate(self, prompts: list[str], *, lang: str, role: str, system: str | None,
+                 progress=None) -> list[str]:
+        key = signature_of({"settings": self.engine.settings(), "system": system})
+        unique = list(dict.fromkeys(prompts))
+        hashes = [text_hash(p) for p in unique]
+        done = self.cache.get_many(key, lang, role, hashes) if self.cache else {}
+        todo = [(p, h) for p, h in zip(unique, hashes) if h not in done]
+        if progress is not None and done:
+            progress.update(len(done))
+        for i in range(0, len(todo), self.chunk):
+            part = todo[i:i + self.chunk]
+            outs = self.engine.generate([p for p, _ in part], system=system)
+            self.computed += len(part)
+            pairs = [(h, o) for (_, h), o in zip(part, outs)]
+            if self.cache:
+                self.cache.put_many(key, lang, role, pairs)
+            done.update(pairs)
+            if progress is not None:
+                progress.update(len(part))
+        by_prompt = {p: done[h] for p, h in zip(unique, hashes)}
+        return [by_prompt[p] for p in prompts]

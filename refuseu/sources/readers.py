@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -12,6 +11,7 @@ import polars as pl
 
 from refuseu.config import SourceConfig
 from refuseu.errors import BuildError, InputError
+from refuseu.release.manifest import sha256_file
 from refuseu.resources import seed_prompts_path
 from refuseu.taxonomy import Taxonomy, load_taxonomy
 
@@ -21,27 +21,19 @@ KINDS = ("harmful", "benign")
 FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint_source(src: SourceConfig) -> dict:
     """What identifies a source's content, for the build signature (cheap: no parsing)."""
     spec = src.spec
     base = src.model_dump(mode="json")
     if spec == "seed":
-        return {**base, "sha256": _hash_file(seed_prompts_path())}
+        return {**base, "sha256": sha256_file(seed_prompts_path())}
     if spec.startswith("hf:"):
         return base  # revision pinned in the spec ('@rev') makes it reproducible
     path = Path(spec)
     if not path.exists():
         raise InputError("source file not found", file=spec,
                          hint="give an existing .jsonl, .csv or .parquet file, 'seed', or hf:owner/name")
-    return {**base, "sha256": _hash_file(path)}
+    return {**base, "sha256": sha256_file(path)}
 
 
 def read_sources(sources: list[SourceConfig], *, taxonomy: Taxonomy | None = None) -> pl.DataFrame:

@@ -1,20 +1,30 @@
 """RespondStage: ``chosen`` and ``rejected`` for every row.
 
 Harmful prompts: ``chosen`` is a native refusal template for the row's language and
-category; ``rejected`` is a compliance opener (origin ``template``) when no generator is
-configured. The template is picked deterministically from the prompt id, so every build
-of the same recipe gives the same pairs. Benign prompts keep empty responses and go to
-the ``evaluation`` config until a generator is configured.
+category (picked deterministically from the prompt id); ``rejected`` is the generator's
+compliant answer (origin ``generator:<model>``, or ``translated:<engine>`` in translate
+mode), or a compliance opener (origin ``template``) when no generator is configured.
+Benign prompts: with a helpful generator, ``chosen`` is its answer and ``rejected`` an
+over-refusal template; without one they keep empty responses and go to ``evaluation``.
+The refusal detector rejects a ``rejected`` answer that is in fact a refusal
+(``rejected_is_refusal``) and a helpful answer that refuses (``chosen_is_refusal``).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from refuseu.config import RespondConfig
+from pathlib import Path
+
+from refuseu.config import QeConfig, RespondConfig
+from refuseu.engines.cache import CachedGenerator, CachedTranslator, ItemCache
+from refuseu.engines.generators import GENERATORS
+from refuseu.engines.qe.checks import cheap_check
 from refuseu.engines.responders.templates import TemplateRegistry
 from refuseu.errors import BuildError
-from refuseu.stages.base import Stage, StageContext, StageResult, empty_rejects
+from refuseu.judges import RefusalDetector
+from refuseu.languages import LANGUAGES
+from refuseu.stages.base import Stage, StageContext, StageResult, concat_rejects
 
 
 class RespondStage(Stage):
@@ -22,20 +32,57 @@ class RespondStage(Stage):
     inputs = ("prompt_id", "lang", "kind", "category", "prompt")
     outputs = inputs + ("pair_id", "chosen", "rejected", "chosen_origin", "rejected_origin")
 
-    def __init__(self, config: RespondConfig, *, languages: list[str]):
+    def __init__(self, config: RespondConfig, *, languages: list[str], cache_dir: str | Path | None = None,
+                 translator: CachedTranslator | None = None, qe: QeConfig | None = None):
         self.config = config
         self.languages = languages
         self.templates = TemplateRegistry(config.templates)
+        self.translator = translator
+        self.qe = qe or QeConfig()
+        cache = ItemCache(Path(cache_dir) / "items.sqlite") if cache_dir else None
+        self.generators: dict[str, CachedGenerator] = {}
+        for role, model in (("rejected", config.generator), ("chosen", config.helpful_generator)):
+            if model:
+                engine = GENERATORS.get(config.engine)(model, config)
+                self.generators[role] = CachedGenerator(engine, cache)
+        self.detector = RefusalDetector(classifier=config.refusal_classifier)
 
     def signature_parts(self) -> dict:
+        translate_langs = [lang for lang in self.languages if self.config.mode_for(lang) == "translate"]
         return {**self.config.model_dump(mode="json"),
-                "templates_version": self.templates.version(self.languages)}
+                "templates_version": self.templates.version(self.languages),
+                "generators": {role: g.signature() for role, g in self.generators.items()},
+                "detector": self.detector.version() if self.generators else None,
+                "translator": {lang: self.translator.key("en", lang) for lang in translate_langs}
+                if self.generators and self.translator else None}
 
     def preflight(self) -> None:
-        if self.config.generator is not None:
-            raise BuildError(f"generator '{self.config.generator}' is not supported yet in this version",
-                             hint="remove respond.generator to use template responses")
         self.templates.require(self.languages)
+        for g in self.generators.values():
+            g.engine.prepare()  # a missing generator model stops the build here
+        if self.generators:
+            translate_langs = [lang for lang in self.languages if self.config.mode_for(lang) == "translate"]
+            if translate_langs and self.translator is None:
+                raise BuildError(f"respond mode 'translate' for {', '.join(translate_langs)} needs an MT engine",
+                                 hint="configure translate.engine, or use respond.mode: native")
+
+    def _generate(self, part: pl.DataFrame, role: str, lang: str, ctx: StageContext) -> tuple[list, list, list]:
+        """(texts, origins, check failures) for one language's rows."""
+        gen = self.generators[role]
+        label = f"generator:{gen.engine.model_id}"
+        if self.config.mode_for(lang) == "native":
+            system = self.config.system_prompt.format(language=LANGUAGES[lang].name)
+            with ctx.progress(f"generate {role} {lang}", part.height) as bar:
+                texts = gen.generate(part.get_column("prompt").to_list(), lang=lang, role=role, system=system,
+                                     progress=bar)
+            return texts, [label] * len(texts), [None] * len(texts)
+        system = self.config.system_prompt.format(language="English")
+        english = gen.generate(part.get_column("text").to_list(), lang="en", role=role, system=system)
+        translated = self.translator.translate(english, src="en", tgt=lang)
+        checks = [cheap_check(e, t, min_ratio=self.qe.min_length_ratio, max_ratio=self.qe.max_length_ratio,
+                              max_repeat=self.qe.max_repeat) for e, t in zip(english, translated)]
+        origin = f"translated:{self.translator.name}"
+        return translated, [origin] * len(translated), checks
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         frames = []
@@ -65,4 +112,48 @@ class RespondStage(Stage):
             frames.append(part)
         kept = pl.concat(frames) if frames else df
         kept = kept.with_columns(pair_id=pl.format("{}-{}", "prompt_id", "lang"))
-        return StageResult(kept=kept, rejected=empty_rejects())
+        rejects = []
+        if self.generators:
+            kept, rejects = self._with_generators(kept, ctx)
+        return StageResult(kept=kept, rejected=concat_rejects(rejects))
+
+    def _with_generators(self, df: pl.DataFrame, ctx: StageContext) -> tuple[pl.DataFrame, list]:
+        out, rejects = [], []
+        for (lang,), part in df.group_by("lang", maintain_order=True):
+            tpl = self.templates.get(lang)
+            for role, kind in (("rejected", "harmful"), ("chosen", "benign")):
+                if role not in self.generators:
+                    continue
+                mask = pl.col("kind") == kind
+                rows = part.filter(mask)
+                if rows.height == 0:
+                    continue
+                texts, origins, checks = self._generate(rows, role, lang, ctx)
+                verdicts = self.detector.is_refusal(texts, [lang] * len(texts))
+                reason, detail = [], []
+                for (is_ref, score), check in zip(verdicts, checks):
+                    if check is not None:
+                        reason.append(f"{role}_{check[0]}")
+                        detail.append(f"translated {role} answer: {check[1]}")
+                    elif is_ref:
+                        reason.append(f"{role}_is_refusal")
+                        detail.append(f"refusal detector score {score:.2f}")
+                    else:
+                        reason.append(None)
+                        detail.append(None)
+                rows = rows.with_columns(**{role: pl.Series(texts, dtype=pl.String),
+                                            f"{role}_origin": pl.Series(origins, dtype=pl.String)},
+                                         __reason=pl.Series(reason, dtype=pl.String),
+                                         __detail=pl.Series(detail, dtype=pl.String))
+                if kind == "benign":  # benign pairs: an over-refusal from the templates is the rejected side
+                    pick = pl.col("prompt_id").str.slice(8, 8).str.to_integer(base=16) % len(tpl.over_refusals)
+                    over = pl.Series(list(tpl.over_refusals), dtype=pl.String)
+                    rows = rows.with_columns(rejected=over.gather(rows.select(pick).to_series()),
+                                             rejected_origin=pl.lit("template"))
+                rejects.append(self.reject(rows.filter(pl.col("__reason").is_not_null()), pl.col("__reason"),
+                                           pl.col("__detail")))
+                part = pl.concat([part.filter(~mask),
+                                  rows.filter(pl.col("__reason").is_null()).drop("__reason", "__detail")],
+                                 how="vertical_relaxed")
+            out.append(part)
+        return pl.concat(out, how="vertical_relaxed"), rejects
