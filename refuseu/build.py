@@ -133,7 +133,8 @@ def build(recipe: Recipe, *, reporter: Reporter | None = None) -> BuildSummary:
         summary.counts, summary.rejected = counts, rejects.height
         write_manifest(staging, {
             "name": recipe.name, "version": recipe.version, "build_signature": signature,
-            "format": RELEASE_FORMAT, "languages": languages, "refuseu": __version__,
+            "format": RELEASE_FORMAT, "previous": _previous(recipe), "languages": languages,
+            "refuseu": __version__,
             "packages": package_versions(), "recipe": recipe_dump(recipe),
             "stage_signatures": {r.name: r.signature for r in result.records},
             "funnel": result.funnel, "stage_stats": result.stats, "counts": counts,
@@ -147,6 +148,40 @@ def build(recipe: Recipe, *, reporter: Reporter | None = None) -> BuildSummary:
         reporter.info(f"release {release_dir} already holds these rows; left as it is")
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _semver(v: str) -> tuple[int, int, int]:
+    a, b, c = (int(x) for x in v.split("."))
+    return a, b, c
+
+
+def existing_versions(out: str | Path, name: str) -> list[str]:
+    """Versions of ``name`` already released in ``out`` (folders with a manifest), ascending."""
+    found = []
+    for d in Path(out).glob(f"{name}-v*"):
+        v = d.name[len(name) + 2:]
+        if (d / "manifest.json").exists() and v.count(".") == 2 and all(x.isdigit() for x in v.split(".")):
+            found.append(v)
+    return sorted(found, key=_semver)
+
+
+def bump_version(version: str, part: str) -> str:
+    a, b, c = _semver(version)
+    return {"major": f"{a + 1}.0.0", "minor": f"{a}.{b + 1}.0", "patch": f"{a}.{b}.{c + 1}"}[part]
+
+
+def next_version(recipe: Recipe, part: str) -> str:
+    """``part`` bumped from the highest of the recipe's version and the versions already released."""
+    versions = existing_versions(recipe.release.out, recipe.name) + [recipe.version]
+    return bump_version(max(versions, key=_semver), part)
+
+
+def _previous(recipe: Recipe) -> dict | None:
+    older = [v for v in existing_versions(recipe.release.out, recipe.name) if _semver(v) < _semver(recipe.version)]
+    if not older:
+        return None
+    m = read_manifest(Path(recipe.release.out) / f"{recipe.name}-v{older[-1]}")
+    return {"version": older[-1], "build_signature": m.get("build_signature")}
 
 
 def _engine_summary(recipe: Recipe) -> dict:

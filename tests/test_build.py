@@ -267,3 +267,59 @@ def test_dataset_card_is_up_to_date(tmp_path):
     expected = render_recipe_card(None, build_dir=str(tmp_path / "b"))
     current = (REPO / "DATASET_CARD.md").read_text(encoding="utf-8")
     assert current == expected, "DATASET_CARD.md is out of date: run `refuseu card`"
+
+
+def test_card_front_matter_validates_and_every_config_loads(all12):
+    import datasets
+    import yaml
+
+    root = Path(all12.release_dir)
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["license"] and meta["task_categories"] == ["text-generation"] and meta["extra_gated_prompt"]
+    assert set(meta["language"]) == set(all12.languages)
+    for cfg in meta["configs"]:
+        for df in cfg["data_files"]:
+            assert list(root.glob(df["path"])), (cfg["config_name"], df["path"])  # every path matches files
+        ds = datasets.load_dataset(str(root), cfg["config_name"])
+        assert set(ds) == {d["split"] for d in cfg["data_files"]}
+    body = text.split("---\n", 2)[2]
+    for section in ("Content warning", "## Languages", "## Taxonomy", "## How it was built", "### Funnel",
+                    "## Intended use", "## Loading", "## Citation", "Translation quality"):
+        assert section in body, section
+
+
+def test_diff_shows_exactly_one_languages_changes(all12, tmp_path):
+    from refuseu.config import load_recipe
+    from refuseu.release.diff import diff_releases, format_diff
+
+    out = str(Path(all12.release_dir).parent)
+    build_dir = str(Path(all12.release_dir).parents[1] / "b")
+    recipe = load_recipe(None, overrides={"languages": "all", "build_dir": build_dir, "release": {"out": out},
+                                          "version": "0.2.0", "lid": {"thresholds": {"sk": 0.995}}})
+    new = build(recipe)
+    d = diff_releases(all12.release_dir, new.release_dir)
+    changed = {k: v for k, v in d["configs"].items() if v["added"] or v["removed"] or v["changed"]}
+    assert changed and set(changed) <= {"lang_sk/train", "lang_sk/test", "evaluation/eval"}
+    ids = [i for v in changed.values() for key in ("added_ids", "removed_ids", "changed_ids") for i in v[key]]
+    assert ids and all(i.endswith("-sk") for i in ids)
+    assert d["manifest"]["recipe.lid.thresholds.sk"] == {"old": None, "new": 0.995}
+    assert d["manifest"]["version"] == {"old": "0.1.0", "new": "0.2.0"}
+    m = json.loads((Path(new.release_dir) / "manifest.json").read_text())
+    assert m["previous"] == {"version": "0.1.0", "build_signature": all12.signature}
+    assert "lang_sk" in format_diff(d)
+
+
+def test_bump(tmp_path):
+    res = run_cli(cli_args(tmp_path, "--json"))
+    assert json.loads(res.output)["version"] == "0.1.0"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("seed: 4242\n")
+    res = run_cli(cli_args(tmp_path, "--recipe", str(recipe), "--bump", "minor", "--json"))
+    assert json.loads(res.output)["version"] == "0.2.0"
+    res = run_cli(cli_args(tmp_path, "--recipe", str(recipe), "--bump", "patch", "--json"))
+    summary = json.loads(res.output)
+    assert summary["version"] == "0.2.1" and summary["status"] == "built"
+    m = json.loads((Path(summary["release_dir"]) / "manifest.json").read_text())
+    assert m["previous"]["version"] == "0.2.0"

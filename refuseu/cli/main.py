@@ -51,10 +51,12 @@ def cli():
 @click.option("--qe-model", default=None, help="COMET model: Hub id, model folder or .ckpt path.")
 @click.option("--generator", default=None, help="Model (Hub id or folder) for compliant answers (rejected).")
 @click.option("--helpful-generator", default=None, help="Model for helpful answers to benign prompts (chosen).")
+@click.option("--bump", type=click.Choice(["patch", "minor", "major"]), default=None,
+              help="Release as the next patch/minor/major version after the highest one in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
-          generator, helpful_generator, as_json, quiet):
+          generator, helpful_generator, bump, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
@@ -63,6 +65,11 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
     recipe = _recipe(recipe_path, langs=langs, sources=sources, out=out, version=version, build_dir=build_dir,
                      translator=translator, translator_model=translator_model, qe=qe, qe_model=qe_model,
                      generator=generator, helpful_generator=helpful_generator)
+    if bump:
+        from refuseu.build import next_version
+        if version:
+            raise click.UsageError("give --version or --bump, not both")
+        recipe = recipe.model_copy(update={"version": next_version(recipe, bump)})
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
     summary = run_build(recipe, reporter=reporter)
@@ -240,6 +247,46 @@ def judge(file, out, classifier, lexicons, threshold):
 
     stats = judge_file(file, out, classifier=classifier, lexicons=list(lexicons), threshold=threshold)
     click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}", err=True)
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def diff(old, new, as_json):
+    """What changed between two releases (folders, or hf:OWNER/NAME@REV): rows, counts, manifest."""
+    from refuseu.release.diff import diff_releases, format_diff
+
+    d = diff_releases(old, new)
+    click.echo(json.dumps(d, indent=2) if as_json else format_diff(d))
+
+
+@cli.command()
+@click.argument("release", type=click.Path(file_okay=False))
+@click.option("--repo", required=True, help="Dataset repo on the Hub: OWNER/NAME.")
+@click.option("--private", is_flag=True, help="Create the repo private.")
+@click.option("--gated", type=click.Choice(["auto", "manual", "off"]), default="auto", show_default=True,
+              help="Access gating (the data holds harmful requests).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (repo, files with sizes and hashes, tag); send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON.")
+def push(release, repo, private, gated, dry_run, as_json):
+    """Publish a release folder to the Hub in one commit, tagged v<version>."""
+    from refuseu.release.push import push_release
+
+    plan = push_release(release, repo, private=private, gated=gated, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), indent=2))
+        return
+    if dry_run:
+        click.echo(f"plan: push {len(plan.files)} files to datasets/{plan.repo} in one commit, then tag {plan.tag}")
+        click.echo(f"commit message: {plan.commit_message}")
+        for f in plan.files:
+            click.echo(f"  {f['path']:<52} {f['bytes']:>10}  sha256 {f['sha256'][:16]}")
+        return
+    if plan.status == "already_published":
+        click.echo(f"{plan.repo} {plan.tag}: already published with the same files")
+    else:
+        click.echo(f"published {plan.repo} {plan.tag} (commit {plan.commit})")
 
 
 @cli.command()

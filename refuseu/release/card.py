@@ -90,6 +90,11 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
         origin_rows = [list(r) for r in pairs.group_by("lang", "origin", "chosen_origin", "rejected_origin")
                        .len().sort("lang", "origin").iter_rows()]
     engine_rows = [[stage, f"`{v}`"] for stage, v in engines.items()]
+    if pairs.height and "engine" in pairs.columns:
+        for eng, rev, n in (pairs.group_by("engine", "engine_revision").len()
+                            .sort("engine", "engine_revision", nulls_last=True).iter_rows()):
+            if eng not in ("source", "tm"):
+                engine_rows.append(["translate (model)", f"`{eng}` revision `{rev}`: {n} rows"])
     first = languages[0]
     body = f"""
 # {name} v{version}

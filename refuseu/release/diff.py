@@ -1,0 +1,93 @@
+"""``diff``: what changed between two releases (folders, or Hub revisions ``hf:OWNER/NAME@REV``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from refuseu.errors import BuildError, InputError
+from refuseu.release.inspect import load_release_rows
+from refuseu.release.manifest import read_manifest
+
+COMPARE = ("prompt", "chosen", "rejected", "split", "category", "attack_style", "origin", "chosen_origin",
+           "rejected_origin", "qe_score", "lid_lang")
+
+
+def fetch_release(spec: str) -> Path:
+    """A local folder for ``spec``: a folder as is, or ``hf:OWNER/NAME[@REV]`` from the Hub."""
+    if not spec.startswith("hf:"):
+        p = Path(spec)
+        if not (p / "manifest.json").exists():
+            raise InputError("not a release folder (no manifest.json)", file=spec,
+                             hint="give a folder made by `refuseu build`, or hf:OWNER/NAME@vX.Y.Z")
+        return p
+    repo, _, rev = spec[3:].partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(repo, repo_type="dataset", revision=rev or None))
+    except Exception as e:
+        raise BuildError(f"could not fetch {spec}: {type(e).__name__}",
+                         hint="check the repo id and revision, the network and HF_TOKEN") from None
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def diff_releases(old: str, new: str) -> dict:
+    a_dir, b_dir = fetch_release(old), fetch_release(new)
+    a, b = load_release_rows(a_dir), load_release_rows(b_dir)
+    key = ["config", "file_split", "pair_id"]
+    cols = [c for c in COMPARE if c in a.columns and c in b.columns]
+    joined = a.select(key + cols).join(b.select(key + cols), on=key, how="full", suffix="_new", coalesce=True)
+    out: dict = {"old": old, "new": new, "configs": {}}
+    for (config, split), part in joined.group_by("config", "file_split", maintain_order=True):
+        added = part.filter(pl.col(cols[0]).is_null() & pl.col(f"{cols[0]}_new").is_not_null())
+        removed = part.filter(pl.col(cols[0]).is_not_null() & pl.col(f"{cols[0]}_new").is_null())
+        both = part.filter(pl.col(cols[0]).is_not_null() & pl.col(f"{cols[0]}_new").is_not_null())
+        changed_mask = pl.lit(False)
+        for c in cols:
+            changed_mask = changed_mask | ~pl.col(c).eq_missing(pl.col(f"{c}_new"))
+        changed = both.filter(changed_mask)
+        out["configs"][f"{config}/{split}"] = {
+            "added": added.height, "removed": removed.height, "changed": changed.height,
+            "added_ids": sorted(added["pair_id"].to_list())[:50],
+            "removed_ids": sorted(removed["pair_id"].to_list())[:50],
+            "changed_ids": sorted(changed["pair_id"].to_list())[:50]}
+
+    def counts(df: pl.DataFrame, col: str) -> dict:
+        return {str(k): n for k, n in df.group_by(col).len().sort(col, nulls_last=True).iter_rows()} if df.height else {}
+
+    out["counts"] = {col: {"old": counts(a, col), "new": counts(b, col)}
+                     for col in ("category", "attack_style", "origin", "chosen_origin", "rejected_origin")
+                     if col in a.columns and col in b.columns}
+    ma, mb = _flat(read_manifest(a_dir)), _flat(read_manifest(b_dir))
+    skip = ("files.", "funnel.", "stage_stats.", "counts.", "recipe.build_dir", "recipe.release.out")
+    out["manifest"] = {k: {"old": ma.get(k), "new": mb.get(k)} for k in sorted(set(ma) | set(mb))
+                       if ma.get(k) != mb.get(k) and not k.startswith(skip)}
+    return out
+
+
+def format_diff(d: dict) -> str:
+    lines = [f"{d['old']} -> {d['new']}", "", "rows (by pair id):"]
+    for key, c in d["configs"].items():
+        lines.append(f"  {key:<24} +{c['added']:<6} -{c['removed']:<6} ~{c['changed']}")
+    for col, sides in d["counts"].items():
+        keys = sorted(set(sides["old"]) | set(sides["new"]))
+        changed = [k for k in keys if sides["old"].get(k) != sides["new"].get(k)]
+        if changed:
+            lines.append(f"\n{col} (old -> new):")
+            lines += [f"  {k:<40} {sides['old'].get(k, 0):>8} -> {sides['new'].get(k, 0)}" for k in changed]
+    if d["manifest"]:
+        lines.append("\nmanifest differences:")
+        lines += [f"  {k}: {json.dumps(v['old'])} -> {json.dumps(v['new'])}" for k, v in d["manifest"].items()]
+    return "\n".join(lines)
