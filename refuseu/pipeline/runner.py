@@ -74,6 +74,7 @@ class Pipeline:
         self.languages = languages
         self.reporter = reporter or Reporter(quiet=True)
         self._sigs: list[str] | None = None
+        self._preflighted = False
 
     # planning ---------------------------------------------------------------------
     def check_columns(self) -> None:
@@ -87,9 +88,13 @@ class Pipeline:
             available |= set(st.outputs)
 
     def preflight(self) -> None:
+        """Column chaining and every stage's cheap checks (missing models, languages); once."""
+        if self._preflighted:
+            return
         self.check_columns()
         for st in self.stages:
             st.preflight()
+        self._preflighted = True
 
     def signatures(self) -> list[str]:
         if self._sigs is None:
