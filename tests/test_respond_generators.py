@@ -135,6 +135,19 @@ def test_missing_generator_stops_before_work(tmp_path):
     assert not (tmp_path / "b" / "stages").exists()
 
 
+def test_refusal_detector_accuracy_per_language():
+    """At least 90% on the independent held-out set in every one of the 12 languages."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_refusal", Path(__file__).parents[1] / "benchmarks" / "refusal.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.evaluate()
+    assert len(res) == 12
+    assert {lang: r["accuracy"] for lang, r in res.items() if r["accuracy"] < 0.9} == {}
+
+
 @pytest.mark.parametrize("text, lang, expected", [
     ("I'm sorry, but I can't help with that.", "en", True),
     ("Sorry to hear that! Here is how to reset the router: hold the button for ten seconds.", "en", False),
