@@ -250,6 +250,35 @@ def judge(file, out, classifier, lexicons, threshold):
 
 
 @cli.command()
+@click.argument("release", type=click.Path(file_okay=False))
+@click.option("--model", default=None, help="Model to align: Hub id or local folder (or --tiny).")
+@click.option("--train-langs", default="all", show_default=True, help="all | eu24 | comma list.")
+@click.option("--eval-langs", default="all", show_default=True, help="all | eu24 | comma list.")
+@click.option("--lora/--full", default=True, show_default=True, help="LoRA adapters (peft) or full fine-tuning.")
+@click.option("--max-steps", type=int, default=60, show_default=True)
+@click.option("--beta", type=float, default=0.1, show_default=True, help="DPO beta.")
+@click.option("--learning-rate", type=float, default=None, help="Default 5e-5 (2e-3 with --tiny).")
+@click.option("--transfer", is_flag=True, help="Train once on English only and once on all; ASR matrix.")
+@click.option("--tiny", is_flag=True, help="Build a tiny Llama-style model locally (CPU smoke run).")
+@click.option("--eval-limit", type=int, default=None, help="Evaluation prompts per language.")
+@click.option("--out", default="validation", show_default=True, help="Folder for report.json, report.md, figures.")
+def validate(release, model, train_langs, eval_langs, lora, max_steps, beta, learning_rate, transfer, tiny,
+             eval_limit, out):
+    """DPO-fine-tune a model on a release and evaluate safety per language before and after."""
+    from refuseu.validate.run import ValidateConfig, run_validate
+
+    cfg = ValidateConfig(model=model, train_langs=train_langs, eval_langs=eval_langs, lora=lora,
+                         max_steps=max_steps, beta=beta, transfer=transfer, tiny=tiny, out=out,
+                         eval_limit=eval_limit,
+                         learning_rate=learning_rate or (2e-3 if tiny else 5e-5))
+    res = run_validate(release, cfg, report=lambda m: click.echo(m, err=True))
+    click.echo(f"held-out reward accuracy: before {res['before']['reward_accuracy']:.2f}, "
+               f"after {res['after']['reward_accuracy']:.2f}; safety probe: before "
+               f"{res['before']['safety_probe_accuracy']:.2f}, after {res['after']['safety_probe_accuracy']:.2f}; "
+               f"report: {out}/report.md ({res['seconds']}s)")
+
+
+@cli.command()
 @click.argument("old")
 @click.argument("new")
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
