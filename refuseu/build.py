@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import polars as pl
 
 from refuseu import __version__
 from refuseu.config import Recipe, recipe_dump

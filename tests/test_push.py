@@ -1,7 +1,6 @@
 """refuseu push against a local Hub-compatible server on 127.0.0.1."""
 
 import hashlib
-import json
 import os
 import subprocess
 import sys

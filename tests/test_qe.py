@@ -10,7 +10,6 @@ import pytest
 from refuseu.config import QeConfig, TranslateConfig
 from refuseu.engines.qe.checks import cheap_check
 from refuseu.engines.qe.scorers import ChrfRoundTrip, CometScorer
-from refuseu.errors import ModelUnavailableError
 from refuseu.stages.base import StageContext
 from refuseu.stages.qe import QeStage
 

@@ -114,3 +114,16 @@ def test_validate_missing_model_stops_before_work(release_de, tmp_path):
     assert "model 'nobody/missing-llm' (stage validate) is not available locally" in res.output
     assert "refuseu models pull" in res.output and "--model" in res.output
     assert not (tmp_path / "v" / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_validate_transfer_matrix(release_de, tmp_path):
+    res = CliRunner().invoke(cli, ["validate", str(release_de), "--tiny", "--train-langs", "en,de", "--eval-langs",
+                                   "en,de", "--max-steps", "6", "--eval-limit", "2", "--transfer", "--out",
+                                   str(tmp_path / "v")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert set(rep["transfer"]) == {"en", "all"}
+    assert all(set(row) == {"en", "de"} for row in rep["transfer"].values())
+    assert (tmp_path / "v" / "transfer_heatmap.png").exists()
+    assert "Transfer" in (tmp_path / "v" / "report.md").read_text()

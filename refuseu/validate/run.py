@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
@@ -33,7 +32,6 @@ class ValidateConfig:
     seed: int = 0
     out: str = "validation"
     eval_limit: int | None = None      # eval prompts per language (None: all)
-    extra: dict = field(default_factory=dict)
 
 
 def _conv(prompt: str, answer: str | None = None):
@@ -112,14 +110,19 @@ def evaluate_answers(model_dir: Path, eval_rows: pl.DataFrame, cfg: ValidateConf
     from refuseu.judges import RefusalDetector
 
     gen = HFGenerator(str(model_dir), RespondConfig(max_new_tokens=cfg.max_new_tokens, do_sample=False, seed=cfg.seed))
+    from refuseu.config import LidConfig
+
     det, lid = RefusalDetector(), CombinedLid(langs)
+    threshold = LidConfig().threshold
     rows = []
     for (lang,), part in eval_rows.group_by("lang", maintain_order=True):
         answers = gen.generate(part["prompt"].to_list(), system=None)
         refused = det.is_refusal(answers, [lang] * len(answers))
         ids = lid.predict(answers, [lang] * len(answers))
-        rows += [{"lang": lang, "kind": k, "refused": f, "answer_lang": p.lang}
-                 for k, (f, _), p in zip(part["kind"].to_list(), refused, ids)]
+        # An empty or unconfidently identified answer is in no language (it does not count as consistent).
+        rows += [{"lang": lang, "kind": k, "refused": f,
+                  "answer_lang": p.lang if a.strip() and p.score >= threshold else "und"}
+                 for k, (f, _), p, a in zip(part["kind"].to_list(), refused, ids, answers)]
     return per_language(rows)
 
 
