@@ -142,3 +142,15 @@ def test_langid_cli_round_trip(tmp_path):
     bad.write_text('{"txt": "x"}\n')
     res = CliRunner().invoke(cli, ["langid", str(bad)])
     assert res.exit_code == 2 and "line 1" in res.output and "'text'" in res.output
+
+
+def test_fasttext_model_by_local_path():
+    """A full lid.176 / GlotLID / OpenLID model is given by path; here the bundled file by its path."""
+    from refuseu.engines.lid.fasttext_lid import lite_model_path
+
+    e = FastTextLid(str(lite_model_path()))
+    assert e.predict(["Morgen fahren wir mit dem Zug nach Hamburg."])[0].lang == "de"
+    assert e.signature()["model"] == str(lite_model_path())
+    # GlotLID / OpenLID labels (ISO 639-3 + script) map to ISO 639-1 through the registry
+    assert FastTextLid.label_to_iso("__label__slk_Latn") == "sk"
+    assert FastTextLid.label_to_iso("__label__lvs_Latn") == "lv"

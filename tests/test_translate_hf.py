@@ -251,3 +251,20 @@ def test_build_and_translate_cli_with_tiny_model(tiny_models, tmp_path, write_js
     assert set(rejects.filter(pl.col("lang") == "de")["stage"]) <= {"qe", "lid_prompt"}
     kept = summary["counts"]["lang_de/train"] + summary["counts"]["lang_de/test"]
     assert kept + rejects.filter(pl.col("lang") == "de").height == 2
+
+
+def test_t5_madlad_style_target_tag(tmp_path):
+    from refuseu.devtools.tiny_models import build_t5
+
+    path = build_t5(tmp_path / "t5")
+    e = engine(path)
+    loaded = e.load(str(path))
+    assert loaded.family == "t5"
+    seen = []
+    model = loaded.replicas[0]
+    orig = model.generate
+    model.generate = lambda *a, **kw: seen.append(kw["input_ids"][0].tolist()) or orig(*a, **kw)
+    out = e.translate(["How do I get into the building?"], src="en", tgt="lv")
+    tag = loaded.tokenizer.convert_tokens_to_ids("<2lv>")
+    assert tag != loaded.tokenizer.unk_token_id and tag in seen[0][:2]  # the target tag leads the source
+    assert len(out) == 1 and isinstance(out[0], str)

@@ -191,3 +191,29 @@ def _reloaded_size(folder: Path) -> int:
 def _rmtree(p: Path) -> None:
     import shutil
     shutil.rmtree(p, ignore_errors=True)
+
+
+def build_t5(out: str | Path, *, languages=ALL12, seed: int = 0) -> Path:
+    """A MADLAD-style T5 model: the target language is a ``<2xx>`` tag at the start of the source."""
+    import sentencepiece as spm_
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+    out = Path(out)
+    prefix = out / "spm" / "sp"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    text = prefix.with_suffix(".txt")
+    text.write_text("\n".join(corpus_lines()) + "\n", encoding="utf-8")
+    spm_.SentencePieceTrainer.train(input=str(text), model_prefix=str(prefix), vocab_size=600, model_type="unigram",
+                                    character_coverage=1.0, hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2,
+                                    bos_id=-1, user_defined_symbols=[f"<2{c}>" for c in languages],
+                                    num_threads=2, minloglevel=2)
+    T5Tokenizer(vocab_file=str(prefix.with_suffix(".model")), extra_ids=0, legacy=False).save_pretrained(out)
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(out)
+    torch.manual_seed(seed)
+    cfg = T5Config(vocab_size=max(len(tok), max(tok.get_vocab().values()) + 1), d_model=32, d_ff=64, d_kv=16,
+                   num_layers=2, num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    T5ForConditionalGeneration(cfg).eval().save_pretrained(out)
+    _rmtree(out / "spm")
+    return out
