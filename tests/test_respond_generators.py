@@ -183,3 +183,25 @@ def test_judge_cli_round_trip(tmp_path):
     bad.write_text('{"text": "x", "lang": "xx"}\n')
     res = CliRunner().invoke(cli, ["judge", str(bad)])
     assert res.exit_code == 2 and "line 1" in res.output and "'xx'" in res.output
+
+
+def test_translated_answers_pass_qe_scorer(tiny_llama, tmp_path):
+    """Translate mode: answers translated by the MT chain are scored like prompts (here chrF
+    round trip with a threshold no random model reaches): rejected with the scorer's reason."""
+    from refuseu.config import QeConfig
+    from refuseu.devtools.tiny_models import build_marian
+    from refuseu.stages.translate import TranslateStage
+
+    marian = build_marian(tmp_path / "marian")
+    tr = TranslateStage(TranslateConfig(engine="hf", model=str(marian), device="cpu", max_new_tokens=12),
+                        languages=LANGS, cache_dir=tmp_path)
+    qe = QeConfig(scorer="chrf-roundtrip", threshold=0.99, min_length_ratio=0.01, max_length_ratio=100,
+                  max_repeat=100)
+    st = RespondStage(cfg(tiny_llama, mode="translate"), languages=LANGS, cache_dir=tmp_path, translator=tr.engine,
+                      qe=qe)
+    st.preflight()
+    res = st.run(rows(), CTX)
+    de = res.rejected.filter(pl.col("lang") == "de")
+    assert de.height == 2 and set(de["reason"]) == {"rejected_low_qe_score"}
+    assert all("chrf-roundtrip" in d for d in de["detail"])
+    assert res.kept.filter((pl.col("lang") == "en") & (pl.col("kind") == "harmful")).height == 2

@@ -46,6 +46,15 @@ class RespondStage(Stage):
                 engine = GENERATORS.get(config.engine)(model, config)
                 self.generators[role] = CachedGenerator(engine, cache)
         self.detector = RefusalDetector(classifier=config.refusal_classifier)
+        # Translated answers pass the same quality checks as translated prompts: the cheap
+        # checks, then (when qe has absolute thresholds) the configured scorer.
+        self.qe_stage = None
+        thresholds_set = self.qe.threshold is not None or bool(self.qe.thresholds)
+        if self.generators and translator is not None and thresholds_set and any(
+                config.mode_for(lang) == "translate" for lang in languages):
+            from refuseu.stages.qe import QeStage
+            self.qe_stage = QeStage(self.qe, languages=languages, cache_dir=cache_dir, back_translator=translator,
+                                    mt_configured=True)
 
     def signature_parts(self) -> dict:
         translate_langs = [lang for lang in self.languages if self.config.mode_for(lang) == "translate"]
@@ -54,10 +63,13 @@ class RespondStage(Stage):
                 "generators": {role: g.signature() for role, g in self.generators.items()},
                 "detector": self.detector.version() if self.generators else None,
                 "translator": {lang: self.translator.key("en", lang) for lang in translate_langs}
-                if self.generators and self.translator else None}
+                if self.generators and self.translator else None,
+                "answer_qe": self.qe_stage.signature_parts() if self.qe_stage else None}
 
     def preflight(self) -> None:
         self.templates.require(self.languages)
+        if self.qe_stage is not None:
+            self.qe_stage.preflight()
         for g in self.generators.values():
             g.engine.prepare()  # a missing generator model stops the build here
         if self.generators:
@@ -81,6 +93,13 @@ class RespondStage(Stage):
         translated = self.translator.translate(english, src="en", tgt=lang)
         checks = [cheap_check(e, t, min_ratio=self.qe.min_length_ratio, max_ratio=self.qe.max_length_ratio,
                               max_repeat=self.qe.max_repeat) for e, t in zip(english, translated)]
+        thr = self.qe.threshold_for(lang)
+        if self.qe_stage is not None and self.qe_stage.scorer is not None and thr is not None:
+            todo = [i for i, c in enumerate(checks) if c is None]
+            scores = self.qe_stage._scores(lang, [english[i] for i in todo], [translated[i] for i in todo], ctx)
+            for i, score in zip(todo, scores):
+                if score < thr:
+                    checks[i] = ("low_qe_score", f"score {score:.4f} < threshold {thr} ({self.qe_stage.scorer.method})")
         origin = f"translated:{self.translator.name}"
         return translated, [origin] * len(translated), checks
 
