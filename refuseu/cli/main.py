@@ -104,27 +104,16 @@ def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, buil
         overrides["version"] = version
     if build_dir:
         overrides["build_dir"] = build_dir
-    tr: dict = {}
-    if translator:
-        tr["engine"] = translator
-    if translator_model:
-        tr["provider" if translator == "deep-translator" else "model"] = translator_model
-    if tr:
-        overrides["translate"] = tr
-    q: dict = {}
-    if qe:
-        q["scorer"] = qe
-    if qe_model:
-        q["model"] = qe_model
-    if q:
-        overrides["qe"] = q
-    r: dict = {}
-    if generator:
-        r["generator"] = generator
-    if helpful_generator:
-        r["helpful_generator"] = helpful_generator
-    if r:
-        overrides["respond"] = r
+    sections = {
+        "translate": {"engine": translator,
+                      ("provider" if translator == "deep-translator" else "model"): translator_model},
+        "qe": {"scorer": qe, "model": qe_model},
+        "respond": {"generator": generator, "helpful_generator": helpful_generator},
+    }
+    for section, values in sections.items():
+        given = {k: v for k, v in values.items() if v}
+        if given:
+            overrides[section] = given
     return load_recipe(recipe_path, overrides=overrides)
 
 

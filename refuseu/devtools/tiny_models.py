@@ -53,12 +53,12 @@ def _dims(size: str) -> dict:
     return SIZES[size]
 
 
-def nllb_config(tok, size: str):
-    """An M2M100Config (the NLLB architecture) of ``size`` for tokenizer ``tok``."""
+def nllb_config(tok, size: str, *, vocab: int | None = None):
+    """An M2M100Config (the NLLB and M2M100 architecture) of ``size`` for tokenizer ``tok``."""
     from transformers import M2M100Config
 
     d = _dims(size)
-    vocab = max(d.get("model_vocab", 0), len(tok), max(tok.get_vocab().values()) + 1)
+    vocab = vocab or max(d.get("model_vocab", 0), len(tok), max(tok.get_vocab().values()) + 1)
     cfg = M2M100Config(vocab_size=vocab, d_model=d["d_model"], encoder_layers=d["layers"], decoder_layers=d["layers"],
                        encoder_attention_heads=d["heads"], decoder_attention_heads=d["heads"],
                        encoder_ffn_dim=d["ffn"], decoder_ffn_dim=d["ffn"], max_position_embeddings=1024,
@@ -113,7 +113,7 @@ def build_nllb(out: str | Path, *, size: str = "tiny", languages=ALL12, seed: in
 
 def build_m2m100(out: str | Path, *, languages=ALL12, seed: int = 0) -> Path:
     import torch
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+    from transformers import M2M100ForConditionalGeneration, M2M100Tokenizer
 
     out = Path(out)
     d = _dims("tiny")
@@ -131,15 +131,7 @@ def build_m2m100(out: str | Path, *, languages=ALL12, seed: int = 0) -> Path:
     # len(tokenizer) leaves out the language tokens: size the vocabulary from the largest id.
     size = max(max(tok.get_lang_id(c) for c in languages) + 1, _reloaded_size(out))
     torch.manual_seed(seed)
-    cfg = M2M100Config(vocab_size=size, d_model=d["d_model"], encoder_layers=d["layers"], decoder_layers=d["layers"],
-                       encoder_attention_heads=d["heads"], decoder_attention_heads=d["heads"],
-                       encoder_ffn_dim=d["ffn"], decoder_ffn_dim=d["ffn"], max_position_embeddings=1024,
-                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
-    cfg.architectures = ["M2M100ForConditionalGeneration"]
-    model = M2M100ForConditionalGeneration(cfg).eval()
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
+    M2M100ForConditionalGeneration(nllb_config(tok, "tiny", vocab=size)).eval().save_pretrained(out)
     _rmtree(out / "spm")
     return out
 

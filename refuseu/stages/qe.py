@@ -64,7 +64,7 @@ class QeStage(Stage):
                 self._back_key(lang)  # the back-translation models must be there too
 
     # scoring -------------------------------------------------------------------------
-    def _scores(self, lang: str, sources: list[str], translations: list[str], ctx: StageContext) -> list[float]:
+    def scores(self, lang: str, sources: list[str], translations: list[str], ctx: StageContext) -> list[float]:
         key = signature_of({"scorer": self.scorer.settings(), "back": self._back_key(lang)})
         hashes = [text_hash(f"{s}\x1f{t}") for s, t in zip(sources, translations)]
         done = {h: float(v) for h, v in (self.cache.get_many(key, "en", lang, hashes) if self.cache else {}).items()}
@@ -106,7 +106,7 @@ class QeStage(Stage):
             if self.scorer is None:
                 kept.append(part)
                 continue
-            scores = np.asarray(self._scores(lang, part.get_column("text").to_list(),
+            scores = np.asarray(self.scores(lang, part.get_column("text").to_list(),
                                              part.get_column("prompt").to_list(), ctx), dtype=np.float64)
             part = part.with_columns(qe_score=pl.Series(scores), qe_method=pl.lit(self.scorer.method))
             ok = np.ones(len(scores), dtype=bool)

@@ -96,7 +96,7 @@ class RespondStage(Stage):
         thr = self.qe.threshold_for(lang)
         if self.qe_stage is not None and self.qe_stage.scorer is not None and thr is not None:
             todo = [i for i, c in enumerate(checks) if c is None]
-            scores = self.qe_stage._scores(lang, [english[i] for i in todo], [translated[i] for i in todo], ctx)
+            scores = self.qe_stage.scores(lang, [english[i] for i in todo], [translated[i] for i in todo], ctx)
             for i, score in zip(todo, scores):
                 if score < thr:
                     checks[i] = ("low_qe_score", f"score {score:.4f} < threshold {thr} ({self.qe_stage.scorer.method})")
