@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -11,13 +12,18 @@ from pathlib import Path
 
 from refuseu import __version__
 from refuseu.config import Recipe, recipe_dump
-from refuseu.errors import ReleaseExistsError
+from refuseu.errors import ReleaseDamagedError, ReleaseExistsError
+from refuseu.faults import checkpoint
 from refuseu.languages import parse_langs
-from refuseu.pipeline import Pipeline, signature_of
+from refuseu.pipeline import Pipeline
+from refuseu.pipeline.cache import pid_alive
+from refuseu.pipeline.lock import build_lock
 from refuseu.pipeline.progress import Reporter
 from refuseu.release.assemble import release_tables, write_parquet, write_tables
 from refuseu.release.card import render_card
 from refuseu.release.manifest import file_hashes, package_versions, read_manifest, write_manifest
+from refuseu.release.verify import verify_release
+from refuseu.signatures import signature_of
 from refuseu.stages.base import Stage
 from refuseu.stages.dedup import DedupStage
 from refuseu.stages.lid import LidStage
@@ -77,72 +83,121 @@ def build_signature(recipe: Recipe, pipeline: Pipeline) -> str:
                          "version": recipe.version, "format": RELEASE_FORMAT})
 
 
-def _release_intact(release_dir: Path, signature: str) -> bool:
-    try:
-        manifest = read_manifest(release_dir)
-    except (FileNotFoundError, ValueError):
-        return False
-    if manifest.get("build_signature") != signature:
-        return False
-    for rel, info in manifest.get("files", {}).items():
-        p = release_dir / rel
-        if not p.is_file() or p.stat().st_size != info["bytes"]:
-            return False
-    return True
+def portable(value):
+    """``value`` with local paths reduced to their last part: nothing published names a
+    folder of the machine that built it (Hub ids and plain names pass unchanged)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value and (os.path.isabs(value) or value.startswith(("./", "../", "~"))
+                                             or (os.sep in value and Path(value).exists())):
+        return Path(value.rstrip("/")).name or value
+    return value
 
 
-def build(recipe: Recipe, *, reporter: Reporter | None = None) -> BuildSummary:
+def portable_recipe(recipe: Recipe, sources: list[dict]) -> dict:
+    """The recipe as published in the manifest: sources by label and checksum, no build
+    folder, no output folder, no local paths."""
+    data = recipe_dump(recipe)
+    data.pop("build_dir", None)
+    data.get("release", {}).pop("out", None)
+    data["sources"] = sources
+    return portable(data)
+
+
+def build(recipe: Recipe, *, reporter: Reporter | None = None, repair: bool = False,
+          lock_timeout: float | None = None) -> BuildSummary:
     """Build ``recipe`` into ``<release.out>/<name>-v<version>/``.
 
-    Raises :class:`ReleaseExistsError` when that version exists with other content.
+    One build at a time holds the build folder (a second one waits up to ``lock_timeout``
+    seconds, then fails naming the holder). An existing release is verified by content:
+    the same build signature and intact files mean up to date; damaged files are an error
+    unless ``repair`` (then the release is rewritten from the cache when its manifest was
+    made by this very build). Raises :class:`ReleaseExistsError` when that version exists
+    with other content.
     """
-    t0 = time.perf_counter()
     reporter = reporter or Reporter(quiet=True)
+    with build_lock(recipe.build_dir, timeout=lock_timeout, reporter=reporter):
+        return _build(recipe, reporter=reporter, repair=repair)
+
+
+def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
+    t0 = time.perf_counter()
     pipeline = make_pipeline(recipe, reporter=reporter)
     languages = pipeline.languages
     pipeline.preflight()
     signature = build_signature(recipe, pipeline)
-    release_dir = Path(recipe.release.out) / recipe.release_name
+    out = Path(recipe.release.out)
+    release_dir = out / recipe.release_name
+    removed = remove_leftovers(out, Path(recipe.build_dir))
+    if removed:
+        reporter.info(f"removed {removed} leftover folder{'s' if removed > 1 else ''} of interrupted builds")
     summary = BuildSummary(name=recipe.name, version=recipe.version, release_dir=str(release_dir),
                            signature=signature, status="up_to_date", languages=languages)
-    if _release_intact(release_dir, signature):
-        manifest = read_manifest(release_dir)
-        summary.counts = manifest.get("counts", {})
-        summary.seconds = time.perf_counter() - t0
-        reporter.info(f"release {release_dir} is up to date (build signature {signature})")
-        return summary
+    damaged = False
+    if release_dir.exists() or release_dir.is_symlink():
+        check = verify_release(release_dir)
+        found_sig = (check.manifest or {}).get("build_signature")
+        if check.ok and found_sig == signature:
+            summary.counts = check.manifest.get("counts", {})
+            summary.rejected = check.manifest.get("rejected_rows", 0)
+            summary.seconds = time.perf_counter() - t0
+            reporter.info(f"release {release_dir} is up to date (build signature {signature})")
+            return summary
+        if not check.ok:
+            problems = check.problems()
+            shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+            if not repair:
+                raise ReleaseDamagedError(
+                    f"release {release_dir} is damaged: {shown}",
+                    hint="run the same build with --repair to rewrite it from the cache (same recipe and "
+                         "version), or remove the folder and build again")
+            if found_sig != signature:
+                why = ("its manifest is unreadable, so what it held cannot be told" if found_sig is None
+                       else f"it was made by another build (signature {found_sig}, this build {signature})")
+                raise ReleaseDamagedError(
+                    f"release {release_dir} is damaged ({shown}) and cannot be repaired: {why}",
+                    hint="remove the folder and build again, or build another version (--version / --bump)")
+            damaged = True
+            reporter.warn(f"release {release_dir} is damaged ({shown}): rewriting it from this build")
 
     result = pipeline.run()
     summary.stages_run = result.stages_run
     tables = release_tables(result.table, languages)
-    staging = Path(recipe.build_dir) / "staging" / f"{recipe.release_name}.{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    # Staged inside the output folder (same filesystem) and renamed into place: the release
+    # exists whole or not at all, and its manifest is written last.
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".{recipe.release_name}.staging-{os.getpid()}"
+    _remove(staging)
+    staging.mkdir()
+    sources = pipeline.stages[0].signature_parts()["sources"]
     try:
-        written = write_tables(tables, staging, recipe.release.shard_rows)
-        rejects = result.rejects.sort("stage", "lang", "prompt_id", "reason", nulls_last=True)
+        written = write_tables(tables, staging, recipe.release.shard_rows,
+                               on_file=lambda rel: checkpoint("release:data"))
+        rejects = result.rejects.sort("stage", "lang", "prompt_id", "reason", "detail", nulls_last=True)
         write_parquet(rejects, staging / "rejects.parquet")
         (staging / "README.md").write_text(
             render_card(name=recipe.name, version=recipe.version, signature=signature, languages=languages,
                         tables=tables, written=written, funnel=result.funnel,
-                        engines=_engine_summary(recipe), license=recipe.release.license,
+                        engines=_engine_summary(recipe, sources), license=recipe.release.license,
                         gated=recipe.release.gated, stats=result.stats), encoding="utf-8")
+        checkpoint("release:card")
         counts = {f"{c}/{s}": df.height for (c, s), df in tables.items()}
         summary.counts, summary.rejected = counts, rejects.height
         write_manifest(staging, {
             "name": recipe.name, "version": recipe.version, "build_signature": signature,
             "format": RELEASE_FORMAT, "previous": _previous(recipe), "languages": languages,
             "refuseu": __version__,
-            "packages": package_versions(), "recipe": recipe_dump(recipe),
+            "packages": package_versions(), "recipe": portable_recipe(recipe, sources), "sources": sources,
             "stage_signatures": {r.name: r.signature for r in result.records},
             "funnel": result.funnel, "stage_stats": result.stats, "counts": counts,
             "rejected_rows": rejects.height,
         })
-        summary.status = _publish(staging, release_dir)
+        checkpoint("release:manifest")
+        summary.status = _publish(staging, release_dir, replace_damaged=damaged)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        _remove(staging)
     if summary.status == "up_to_date":
         reporter.info(f"release {release_dir} already holds these rows; left as it is")
     summary.seconds = time.perf_counter() - t0
@@ -179,14 +234,17 @@ def _previous(recipe: Recipe) -> dict | None:
     older = [v for v in existing_versions(recipe.release.out, recipe.name) if _semver(v) < _semver(recipe.version)]
     if not older:
         return None
-    m = read_manifest(Path(recipe.release.out) / f"{recipe.name}-v{older[-1]}")
-    return {"version": older[-1], "build_signature": m.get("build_signature")}
+    try:
+        sig = read_manifest(Path(recipe.release.out) / f"{recipe.name}-v{older[-1]}").get("build_signature")
+    except (OSError, ValueError, AttributeError):
+        sig = None
+    return {"version": older[-1], "build_signature": sig}
 
 
-def _engine_summary(recipe: Recipe) -> dict:
+def _engine_summary(recipe: Recipe, sources: list[dict]) -> dict:
     tr = recipe.translate
-    return {
-        "sources": ", ".join(s.spec for s in recipe.sources),
+    return portable({
+        "sources": ", ".join(s["label"] for s in sources),
         "dedup": f"exact + MinHash LSH (rensa, {recipe.dedup.num_perm} perms, threshold {recipe.dedup.threshold}, "
                  f"{recipe.dedup.shingle_words}-word shingles, near-duplicates: {recipe.dedup.near_action})",
         "split": f"by group, stratified by kind/category, test_size {recipe.split.test_size}, seed {recipe.seed}",
@@ -195,35 +253,69 @@ def _engine_summary(recipe: Recipe) -> dict:
                if recipe.qe.scorer == "comet" else "") + f" on origins {recipe.qe.apply_to}"),
         "lid": f"{recipe.lid.engine} (fastText {recipe.lid.fasttext_model} + lingua), threshold {recipe.lid.threshold}",
         "respond": f"native refusal templates ({recipe.respond.templates}), compliance openers",
-    }
+    })
 
 
-def _publish(staging: Path, release_dir: Path) -> str:
-    """Move the staged release into place; "up_to_date" when the same data is already there."""
-    if release_dir.exists():
-        new, old = file_hashes(staging), _hashes_or_none(release_dir)
-        data_new = {k: v for k, v in new.items() if k.startswith("data/")}
-        data_old = {k: v for k, v in (old or {}).items() if k.startswith("data/")}
-        if old is not None and data_new == data_old:
-            # Same rows, other provenance (e.g. a changed but equivalent recipe): keep the original.
-            return "up_to_date"
-        raise ReleaseExistsError(
-            f"release {release_dir} already exists with other content; a published version is never "
-            "overwritten",
-            hint="bump the version (recipe 'version:' or --version X.Y.Z), or build into another --out")
-    release_dir.parent.mkdir(parents=True, exist_ok=True)
+def _publish(staging: Path, release_dir: Path, *, replace_damaged: bool = False) -> str:
+    """Rename the staged release into place: "built", "repaired", or "up_to_date" when an
+    intact release with the same data is already there."""
+    if replace_damaged:
+        aside = release_dir.parent / f".{release_dir.name}.damaged-{os.getpid()}"
+        os.rename(release_dir, aside)
+        checkpoint("release:aside")
+        os.rename(staging, release_dir)
+        _remove(aside)
+        return "repaired"
+    checkpoint("release:rename")
     try:
-        os.replace(staging, release_dir)
-    except OSError:  # another filesystem
-        shutil.copytree(staging, release_dir)
-    return "built"
+        os.rename(staging, release_dir)  # fails when the folder exists and is not empty
+        checkpoint("release:renamed")
+        return "built"
+    except OSError:
+        if not (release_dir.exists() or release_dir.is_symlink()):
+            raise
+    check = verify_release(release_dir)
+    if not check.ok:
+        raise ReleaseDamagedError(f"release {release_dir} appeared during this build and is damaged: "
+                                  + "; ".join(check.problems()[:6]),
+                                  hint="remove the folder and build again")
+    new = file_hashes(staging)
+    data_new = {k: v for k, v in new.items() if k.startswith("data/")}
+    data_old = {k: v for k, v in check.files.items() if k.startswith("data/")}
+    if data_new == data_old:
+        # Same rows, other provenance (e.g. a changed but equivalent recipe): keep the original.
+        return "up_to_date"
+    raise ReleaseExistsError(
+        f"release {release_dir} already exists with other content; a published version is never "
+        "overwritten",
+        hint="bump the version (recipe 'version:' or --version X.Y.Z), or build into another --out")
 
 
-def _hashes_or_none(release_dir: Path):
-    try:
-        return {k: {"sha256": v["sha256"], "bytes": v["bytes"]} for k, v in read_manifest(release_dir)["files"].items()}
-    except (FileNotFoundError, KeyError, ValueError):
-        return None
+LEFTOVER = re.compile(r"^\..+\.(staging|damaged)-(\d+)$")
+
+
+def remove_leftovers(out: Path, build_dir: Path) -> int:
+    """Remove staging and set-aside folders in ``out`` whose build process is gone, and the
+    staging folder older versions kept in the build folder; returns how many."""
+    n = 0
+    if out.is_dir():
+        for p in out.iterdir():
+            m = LEFTOVER.match(p.name)
+            if m and (int(m.group(2)) == os.getpid() or not pid_alive(int(m.group(2)))):
+                _remove(p)
+                n += 1
+    old = build_dir / "staging"  # the build folder is locked: nothing else uses it
+    if old.is_dir():
+        n += sum(1 for _ in old.iterdir())
+        _remove(old)
+    return n
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
 
 
 def render_recipe_card(recipe_path: str | None = None, *, build_dir: str | None = None) -> str:

@@ -55,3 +55,11 @@ class ReleaseExistsError(BuildError):
 
 class InvariantError(BuildError):
     """A pipeline invariant was broken (a bug, not bad input)."""
+
+
+class ReleaseDamagedError(BuildError):
+    """A release folder does not match its manifest (exit 1)."""
+
+
+class BuildLockedError(BuildError):
+    """Another build holds the build folder (exit 1)."""

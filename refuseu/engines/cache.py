@@ -8,11 +8,16 @@ committed as it finishes), and a rebuild reuses every finished item.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
+import sys
 import threading
+import time
 from pathlib import Path
 
-from refuseu.pipeline.runner import signature_of
+import xxhash
+
+from refuseu.signatures import signature_of
 
 
 def text_hash(text: str) -> str:
@@ -20,43 +25,120 @@ def text_hash(text: str) -> str:
 
 
 class ItemCache:
-    def __init__(self, path: str | Path):
+    """Opened on first use, so a build that computes no items never touches the file.
+
+    Each output is stored with a checksum and checked when read: a damaged item is
+    recomputed, never used. A file SQLite cannot use (not a database, truncated, a folder)
+    is moved aside to ``items.sqlite.corrupt-<time>`` with a warning, and the build goes on
+    with an empty cache.
+    """
+
+    def __init__(self, path: str | Path, *, warn=None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._warn = warn or _warn_stderr
         self._local = threading.local()
-        with self._conn() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS items (engine TEXT NOT NULL, src TEXT NOT NULL, "
-                      "tgt TEXT NOT NULL, hash TEXT NOT NULL, output TEXT, "
-                      "PRIMARY KEY (engine, src, tgt, hash)) WITHOUT ROWID")
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped when the file is moved aside: threads reconnect
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+        if conn is not None and getattr(self._local, "generation", -1) == self._generation:
+            return conn
+        with self._lock:
+            try:
+                conn = self._open()
+            except sqlite3.DatabaseError as e:
+                self._set_aside(e)
+                conn = self._open()
+        self._local.conn, self._local.generation = conn, self._generation
         return conn
 
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_file():
+            raise sqlite3.DatabaseError(f"{self.path.name} is not a file")
+        conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS items2 (engine TEXT NOT NULL, src TEXT NOT NULL, "
+                         "tgt TEXT NOT NULL, hash TEXT NOT NULL, output TEXT, checksum TEXT NOT NULL, "
+                         "PRIMARY KEY (engine, src, tgt, hash)) WITHOUT ROWID")
+            conn.execute("SELECT COUNT(*) FROM items2").fetchone()
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return conn
+
+    def _set_aside(self, err: Exception) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
+        old = getattr(self._local, "conn", None)
+        if old is not None:
+            try:
+                old.close()
+            except sqlite3.Error:
+                pass
+        self._local.conn = None
+        if self.path.exists():
+            os.replace(self.path, target)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.replace(side, target.with_name(target.name + suffix))
+        self._generation += 1
+        self._warn(f"item cache {self.path} is damaged ({err}); moved aside to {target.name}, "
+                   "continuing with an empty cache")
+
+    def _retry(self, fn):
+        """Run ``fn(conn)``; on a damaged database, set the file aside and run it once more."""
+        try:
+            return fn(self._conn())
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise
+            with self._lock:
+                self._set_aside(e)
+            return fn(self._conn())
+
     def get_many(self, engine: str, src: str, tgt: str, hashes: list[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        conn = self._conn()
-        for i in range(0, len(hashes), 500):
-            chunk = hashes[i:i + 500]
-            q = ",".join("?" * len(chunk))
-            for h, o in conn.execute(f"SELECT hash, output FROM items WHERE engine=? AND src=? AND tgt=? "
-                                     f"AND hash IN ({q})", (engine, src, tgt, *chunk)):
-                out[h] = o
-        return out
+        def run(conn):
+            out: dict[str, str] = {}
+            bad: list[str] = []
+            for i in range(0, len(hashes), 500):
+                chunk = hashes[i:i + 500]
+                q = ",".join("?" * len(chunk))
+                for h, o, c in conn.execute(f"SELECT hash, output, checksum FROM items2 WHERE engine=? AND src=? "
+                                            f"AND tgt=? AND hash IN ({q})", (engine, src, tgt, *chunk)):
+                    if c == _item_checksum(h, o):
+                        out[h] = o
+                    else:
+                        bad.append(h)
+            if bad:
+                self._warn(f"item cache {self.path.name}: {len(bad)} damaged item(s) will be recomputed")
+            return out
+
+        return self._retry(run)
 
     def put_many(self, engine: str, src: str, tgt: str, items: list[tuple[str, str]]) -> None:
-        conn = self._conn()
-        with conn:
-            conn.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
-                             [(engine, src, tgt, h, o) for h, o in items])
+        rows = [(engine, src, tgt, h, o, _item_checksum(h, o)) for h, o in items]
+
+        def run(conn):
+            with conn:
+                conn.executemany("INSERT OR REPLACE INTO items2 VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        self._retry(run)
 
     def count(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        return self._retry(lambda conn: conn.execute("SELECT COUNT(*) FROM items2").fetchone()[0])
+
+
+def _item_checksum(key: str, output: str | None) -> str:
+    return xxhash.xxh3_64_hexdigest(f"{key}\x1f{output}".encode("utf-8", "surrogatepass"))
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 class CachedTranslator:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,14 +11,13 @@ import polars as pl
 
 from refuseu import CODE_VERSION
 from refuseu.errors import InvariantError
+from refuseu.faults import checkpoint
+from refuseu.pipeline.cache import CacheDamaged, ColumnRef, Entry, StageCache
 from refuseu.pipeline.progress import Reporter
+from refuseu.signatures import signature_of
 from refuseu.stages.base import REJECT_SCHEMA, Stage, StageContext, StageResult, concat_rejects
 
-
-def signature_of(obj) -> str:
-    """A short stable hash of JSON-able data (sorted keys)."""
-    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest()[:16]
+__all__ = ["Pipeline", "PipelineResult", "StageRecord", "signature_of"]
 
 
 @dataclass
@@ -73,6 +68,7 @@ class Pipeline:
         self.build_dir = Path(build_dir)
         self.languages = languages
         self.reporter = reporter or Reporter(quiet=True)
+        self.cache = StageCache(self.build_dir)
         self._sigs: list[str] | None = None
         self._preflighted = False
 
@@ -108,31 +104,50 @@ class Pipeline:
         return self._sigs
 
     def _dir(self, i: int) -> Path:
-        return self.build_dir / "stages" / f"{i:02d}-{self.stages[i].name}" / self.signatures()[i]
+        return self.cache.entry_dir(i, self.stages[i].name, self.signatures()[i])
 
-    def _cached(self, i: int) -> bool:
-        return (self._dir(i) / "meta.json").exists()
+    def _load_prefix(self) -> tuple[list[Entry], pl.DataFrame, dict[str, ColumnRef]]:
+        """The longest run of verified cache entries from the first stage, and the kept rows
+        of its last entry. A damaged entry is reported, removed and recomputed."""
+        sigs = self.signatures()
+        entries: list[Entry] = []
+        for i, st in enumerate(self.stages):
+            d = self._dir(i)
+            if not d.exists():
+                break
+            try:
+                entries.append(self.cache.load(d, stage=st.name, signature=sigs[i]))
+            except CacheDamaged as e:
+                self._damaged(i, e)
+                break
+        while entries:
+            try:
+                return entries, self.cache.load_kept(entries[-1]), entries[-1].columns
+            except CacheDamaged as e:
+                self._damaged(len(entries) - 1, e)
+                entries.pop()
+        return [], pl.DataFrame(), {}
+
+    def _damaged(self, i: int, err: CacheDamaged) -> None:
+        self.reporter.warn(f"cache entry for stage {self.stages[i].name} damaged ({err}): recomputing")
+        self.cache.discard(self._dir(i))
 
     # running ----------------------------------------------------------------------
     def run(self) -> PipelineResult:
         self.preflight()
         sigs = self.signatures()
-        last_cached = -1
-        for i in range(len(self.stages)):
-            if self._cached(i):
-                last_cached = i
-            else:
-                break
+        removed = self.cache.remove_leftovers()
+        if removed:
+            self.reporter.info(f"removed {removed} partial cache entr{'y' if removed == 1 else 'ies'} "
+                               "left by an interrupted build")
+        entries, table, columns = self._load_prefix()
         records: list[StageRecord] = []
         rejects: list[pl.DataFrame] = []
-        for i in range(last_cached + 1):
-            d = self._dir(i)
-            meta = json.loads((d / "meta.json").read_text())
-            records.append(StageRecord(self.stages[i].name, sigs[i], True, 0.0, meta["funnel"],
-                                       meta.get("stats", {})))
-            rejects.append(pl.read_ipc(d / "rejected.arrow"))
+        for i, entry in enumerate(entries):
+            records.append(StageRecord(self.stages[i].name, sigs[i], True, 0.0, entry.meta["funnel"],
+                                       entry.meta.get("stats", {})))
+            rejects.append(entry.rejected)
             self.reporter.info(f"  [dim]cached[/dim]  {self.stages[i].name}")
-        table = pl.read_ipc(self._dir(last_cached) / "kept.arrow") if last_cached >= 0 else pl.DataFrame()
         ctx = StageContext(languages=self.languages, progress=self.reporter.bar)
         # Stage outputs are written to the cache by one background thread while the next
         # stage computes (polars and the IPC writer release the GIL). Leaving the block
@@ -140,13 +155,18 @@ class Pipeline:
         # finished stage is on disk before the build returns.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refuseu-cache") as writer:
             pending = []
-            for i in range(last_cached + 1, len(self.stages)):
+            previous = None
+            for i in range(len(entries), len(self.stages)):
                 st = self.stages[i]
+                checkpoint(f"stage:{st.name}:start")
                 t0 = time.perf_counter()
                 res = st.run(table, ctx)
                 seconds = time.perf_counter() - t0
+                checkpoint(f"stage:{st.name}:end")
                 funnel = self._funnel(st, table, res)
-                pending.append(writer.submit(self._store, i, res, funnel))
+                previous = writer.submit(self._store, i, res, funnel, table, previous, columns)
+                pending.append(previous)
+                columns = None  # known once the previous write finished (see _store)
                 records.append(StageRecord(st.name, sigs[i], False, seconds, funnel, res.stats))
                 rejects.append(res.rejected)
                 table = res.kept
@@ -193,22 +213,12 @@ class Pipeline:
                             "reasons": dict(sorted(reasons.get(lang, {}).items()))}
         return funnel
 
-    def _store(self, i: int, res: StageResult, funnel: dict) -> None:
-        final = self._dir(i)
-        # Written aside, then renamed into place: a cache entry is either whole or absent.
-        tmp = self.build_dir / "stages" / ".partial" / f"{final.parent.name}-{final.name}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        # Arrow IPC, uncompressed: the cache is read back whole, and this is several times
-        # faster to write than Parquet (the release itself is Parquet).
-        res.kept.write_ipc(tmp / "kept.arrow", compression="uncompressed")
-        res.rejected.write_ipc(tmp / "rejected.arrow", compression="uncompressed")
-        # meta.json is written last: its presence marks a complete cache entry.
-        (tmp / "meta.json").write_text(json.dumps({"stage": self.stages[i].name,
-                                                   "signature": self.signatures()[i],
-                                                   "funnel": funnel, "stats": res.stats}, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
+    def _store(self, i: int, res: StageResult, funnel: dict, upstream: pl.DataFrame, previous,
+               upstream_columns: dict[str, ColumnRef] | None) -> dict[str, ColumnRef]:
+        """Write stage ``i``'s cache entry; columns equal to its input's refer to the entry
+        that holds them (``previous`` is the future of the input's own write)."""
+        if previous is not None:
+            upstream_columns = previous.result()
+        return self.cache.write(self._dir(i), stage=self.stages[i].name, signature=self.signatures()[i],
+                                kept=res.kept, rejected=res.rejected, funnel=funnel, stats=res.stats,
+                                upstream=upstream, upstream_columns=upstream_columns)

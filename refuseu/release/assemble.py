@@ -40,16 +40,22 @@ def data_files(config: str, split: str, n_rows: int, shard_rows: int) -> list[st
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
     """Byte-deterministic Parquet: fixed writer options, no timestamps."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(df.to_arrow(), path, compression="zstd", compression_level=1,
+    # One chunk: a table read back from the cache and one computed in memory hold the same
+    # rows in different chunk layouts, and the file must not depend on that.
+    pq.write_table(df.rechunk().to_arrow().combine_chunks(), path, compression="zstd", compression_level=1,
                    use_dictionary=True, write_statistics=True, version="2.6")
 
 
-def write_tables(tables: dict[tuple[str, str], pl.DataFrame], root: Path, shard_rows: int) -> dict[str, list[str]]:
-    """Write every (config, split) table in shards; returns config/split -> relative paths."""
+def write_tables(tables: dict[tuple[str, str], pl.DataFrame], root: Path, shard_rows: int,
+                 on_file=None) -> dict[str, list[str]]:
+    """Write every (config, split) table in shards; returns config/split -> relative paths.
+    ``on_file(rel)`` is called after each file."""
     written: dict[str, list[str]] = {}
     for (config, split), df in tables.items():
         files = data_files(config, split, df.height, shard_rows)
         for i, rel in enumerate(files):
             write_parquet(df.slice(i * shard_rows, shard_rows), root / rel)
+            if on_file is not None:
+                on_file(rel)
         written[f"{config}/{split}"] = files
     return written

@@ -15,6 +15,11 @@ from refuseu.engines.lid import LID_ENGINES
 from refuseu.stages.base import Stage, StageContext, StageResult
 
 
+# Scores are rounded where they are made: lingua's confidences differ in the last digits
+# between runs (threads), and the released bytes must not.
+SCORE_DIGITS = 4
+
+
 def make_identifier(config: LidConfig, languages: list[str]):
     cls = LID_ENGINES.get(config.engine)
     if config.engine == "fasttext":
@@ -58,7 +63,7 @@ class LidStage(Stage):
         pairs = df.select(pl.col(field).alias("__text"), "lang").drop_nulls("__text").unique(maintain_order=True)
         preds = self.identifier.predict(pairs.get_column("__text").to_list(), pairs.get_column("lang").to_list())
         return pairs.with_columns(__pl=pl.Series([p.lang for p in preds], dtype=pl.String),
-                                  __ps=pl.Series([p.score for p in preds], dtype=pl.Float64),
+                                  __ps=pl.Series([round(p.score, SCORE_DIGITS) for p in preds], dtype=pl.Float64),
                                   __pe=pl.Series([p.engine for p in preds], dtype=pl.String))
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:

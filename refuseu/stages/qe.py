@@ -18,8 +18,11 @@ from refuseu.engines.qe.checks import cheap_check
 from refuseu.engines.qe.scorers import make_scorer
 from refuseu.engines.translators.back import back_translate
 from refuseu.errors import BuildError
-from refuseu.pipeline.runner import signature_of
+from refuseu.signatures import signature_of
 from refuseu.stages.base import Stage, StageContext, StageResult, concat_rejects
+
+
+SCORE_DIGITS = 4
 
 
 class QeStage(Stage):
@@ -67,7 +70,10 @@ class QeStage(Stage):
     def scores(self, lang: str, sources: list[str], translations: list[str], ctx: StageContext) -> list[float]:
         key = signature_of({"scorer": self.scorer.settings(), "back": self._back_key(lang)})
         hashes = [text_hash(f"{s}\x1f{t}") for s, t in zip(sources, translations)]
-        done = {h: float(v) for h, v in (self.cache.get_many(key, "en", lang, hashes) if self.cache else {}).items()}
+        # Scores are rounded where they are made (SCORE_DIGITS): batch composition and
+        # thread timing move the last digits of model scores, and a release must not.
+        done = {h: round(float(v), SCORE_DIGITS)
+                for h, v in (self.cache.get_many(key, "en", lang, hashes) if self.cache else {}).items()}
         todo = [i for i, h in enumerate(hashes) if h not in done]
         if todo:
             src = [sources[i] for i in todo]
@@ -79,7 +85,7 @@ class QeStage(Stage):
                 for k in range(0, len(todo), chunk):
                     part = slice(k, k + chunk)
                     got = self.scorer.score(src[part], tgt[part], backs[part])
-                    items = [(hashes[i], repr(v)) for i, v in zip(todo[part], got)]
+                    items = [(hashes[i], repr(round(float(v), SCORE_DIGITS))) for i, v in zip(todo[part], got)]
                     if self.cache:
                         self.cache.put_many(key, "en", lang, items)
                     done.update({h: float(v) for h, v in items})

@@ -1,0 +1,142 @@
+"""``verify``: a release is valid only when its files are exactly what its manifest lists.
+
+Every file of the folder must be listed in ``manifest.json`` with the same size and
+sha256, every listed file must exist, the manifest must be complete, and the row counts of
+the Parquet files must add up to the manifest's counts per config and split. The build's
+up-to-date check, ``inspect``, ``diff``, ``push`` and ``refuseu verify`` all use
+:func:`verify_release`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from refuseu.errors import ReleaseDamagedError
+from refuseu.release.manifest import sha256_file
+
+REQUIRED_KEYS = ("name", "version", "build_signature", "files", "counts", "languages")
+
+
+@dataclass
+class Verification:
+    release: str
+    manifest_error: str | None = None
+    missing: list[str] = field(default_factory=list)     # listed, not on disk
+    extra: list[str] = field(default_factory=list)       # on disk, not listed
+    changed: list[str] = field(default_factory=list)     # size or sha256 differ
+    counts: list[str] = field(default_factory=list)      # row counts that disagree
+    manifest: dict | None = None
+    files: dict[str, dict] = field(default_factory=dict)  # rel -> {"bytes", "sha256"} as on disk
+
+    @property
+    def ok(self) -> bool:
+        return not (self.manifest_error or self.missing or self.extra or self.changed or self.counts)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.manifest_error:
+            out.append(f"manifest.json: {self.manifest_error}")
+        out += [f"missing: {p}" for p in self.missing]
+        out += [f"extra: {p}" for p in self.extra]
+        out += [f"changed: {p}" for p in self.changed]
+        out += [f"row count: {c}" for c in self.counts]
+        return out
+
+    def to_dict(self) -> dict:
+        return {"release": self.release, "valid": self.ok, "manifest_error": self.manifest_error,
+                "missing": self.missing, "extra": self.extra, "changed": self.changed,
+                "row_counts": self.counts}
+
+
+def _load_manifest(root: Path) -> tuple[dict | None, str | None]:
+    path = root / "manifest.json"
+    if not path.is_file():
+        return None, "missing"
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"unreadable ({type(e).__name__})"
+    if not isinstance(m, dict):
+        return None, "not a JSON object"
+    absent = [k for k in REQUIRED_KEYS if k not in m]
+    if absent:
+        return None, f"incomplete (no {', '.join(absent)})"
+    files = m["files"]
+    if not isinstance(files, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("bytes"), int)
+            for v in files.values()):
+        return None, "incomplete ('files' must map each path to its bytes and sha256)"
+    return m, None
+
+
+def verify_release(release: str | Path) -> Verification:
+    """Check a release folder by content; never raises for damage (see ``Verification.ok``)."""
+    root = Path(release)
+    v = Verification(release=str(release))
+    if not root.is_dir():
+        v.manifest_error = "not a folder" if root.exists() else "release folder not found"
+        return v
+    manifest, err = _load_manifest(root)
+    v.manifest, v.manifest_error = manifest, err
+    on_disk = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                     if (p.is_file() or p.is_symlink()) and p.name != "manifest.json")
+    listed = manifest["files"] if manifest else {}
+    for rel in on_disk:
+        p = root / rel
+        if p.is_symlink() or not p.is_file():
+            v.changed.append(rel)
+            continue
+        try:
+            v.files[rel] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        except OSError:
+            v.changed.append(rel)
+            continue
+        if manifest is None:
+            continue
+        if rel not in listed:
+            v.extra.append(rel)
+        elif (listed[rel]["bytes"], listed[rel]["sha256"]) != (v.files[rel]["bytes"], v.files[rel]["sha256"]):
+            v.changed.append(rel)
+    v.missing = sorted(rel for rel in listed if rel not in v.files and rel not in v.changed)
+    if manifest is not None and not (v.missing or v.changed):
+        v.counts = _check_counts(root, manifest)
+    return v
+
+
+def _check_counts(root: Path, manifest: dict) -> list[str]:
+    import pyarrow.parquet as pq
+
+    found: dict[str, int] = {}
+    bad = []
+    for rel in manifest["files"]:
+        if not (rel.startswith("data/") and rel.endswith(".parquet")):
+            continue
+        parts = rel.split("/")
+        config, stem = parts[1], parts[-1].split("-")[0]
+        split = "eval" if config == "evaluation" else stem
+        try:
+            n = pq.ParquetFile(root / rel).metadata.num_rows
+        except Exception as e:  # sha256 matched, so the manifest itself listed a bad file
+            bad.append(f"{rel} is not readable Parquet ({type(e).__name__})")
+            continue
+        found[f"{config}/{split}"] = found.get(f"{config}/{split}", 0) + n
+    counts = manifest.get("counts") or {}
+    for key in sorted(set(found) | set(counts)):
+        if found.get(key, 0) != counts.get(key, 0):
+            bad.append(f"{key}: manifest says {counts.get(key, 0)}, files hold {found.get(key, 0)}")
+    return bad
+
+
+def require_valid(release: str | Path, *, action: str) -> Verification:
+    """:func:`verify_release`, raising :class:`ReleaseDamagedError` (exit 1) when damaged."""
+    v = verify_release(release)
+    if not v.ok:
+        problems = v.problems()
+        shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise ReleaseDamagedError(
+            f"release {release} is damaged, refusing to {action}: {shown}",
+            hint="run `refuseu verify` on it for the full list; rebuild it with `refuseu build --repair` "
+                 "(same recipe and version), or remove the folder and build again")
+    return v
