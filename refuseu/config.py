@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from refuseu.errors import RecipeError
+from refuseu.errors import InputError, RecipeError
 from refuseu.resources import recipes_dir
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
@@ -34,11 +34,26 @@ class SourceConfig(Section):
     attack_style: str | None = Field(None, description="attack style for every row when the source has none")
     split: str = Field("train", description="split of a Hugging Face dataset to read")
 
+    @field_validator("spec")
+    @classmethod
+    def _not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("empty source; allowed: 'seed', a .jsonl, .csv or .parquet file, "
+                             "or hf:owner/name[:config][@revision]")
+        return v
+
 
 class NormalizeConfig(Section):
     unicode_form: Literal["NFC", "NFKC"] = "NFC"
     min_chars: int = Field(3, ge=1, description="shorter prompts are rejected (reason too_short)")
     max_chars: int = Field(4000, ge=1, description="longer prompts are rejected (reason too_long)")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self):
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) is greater than max_chars ({self.max_chars}); "
+                             "allowed: min_chars <= max_chars")
+        return self
 
 
 class DedupConfig(Section):
@@ -182,11 +197,19 @@ class RespondConfig(Section):
         return "native" if lang == "en" else self.modes.get(lang, self.mode)
 
 
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("empty path; give a folder")
+    return v
+
+
 class ReleaseConfig(Section):
     out: str = "releases"
     shard_rows: int = Field(100_000, ge=1, description="rows per Parquet file")
     license: str = "cc-by-nc-4.0"
     gated: bool = True
+
+    _out_not_blank = field_validator("out")(_not_blank)
 
 
 class Recipe(Section):
@@ -209,8 +232,10 @@ class Recipe(Section):
     @classmethod
     def _semver(cls, v: str) -> str:
         if not SEMVER.match(v):
-            raise ValueError(f"'{v}' is not a semantic version X.Y.Z")
+            raise ValueError("not a semantic version; allowed: X.Y.Z (three numbers, e.g. 1.0.0)")
         return v
+
+    _build_dir_not_blank = field_validator("build_dir")(_not_blank)
 
     @field_validator("languages", mode="before")
     @classmethod
@@ -220,17 +245,25 @@ class Recipe(Section):
     @field_validator("languages")
     @classmethod
     def _known_langs(cls, v):
-        from refuseu.languages import parse_langs
+        from refuseu.languages import LangsError, parse_langs
         try:
             return parse_langs(v)
-        except Exception as e:  # InputError -> a validation message naming the field
-            raise ValueError(getattr(e, "message", str(e))) from None
+        except LangsError as e:  # -> a validation message naming the field
+            raise ValueError(f"{e.reason} ({e.hint})") from None
 
     @field_validator("sources", mode="before")
     @classmethod
     def _source_strings(cls, v):
         if isinstance(v, (list, tuple)):
             return [{"spec": s} if isinstance(s, str) else s for s in v]
+        return v
+
+    @field_validator("sources")
+    @classmethod
+    def _some_source(cls, v):
+        if not v:
+            raise ValueError("no source given; allowed: a list of 'seed', .jsonl/.csv/.parquet files "
+                             "or hf:owner/name[:config][@revision] (e.g. sources: [seed])")
         return v
 
     @property
@@ -242,9 +275,54 @@ def default_recipe_path() -> Path:
     return recipes_dir() / "default.yaml"
 
 
-def _format_validation(err: ValidationError, model: type[BaseModel], file: str) -> RecipeError:
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping gives the same key twice (YAML allows it and keeps the last; a recipe does not)."""
+
+    def __init__(self, key, first_line: int, mark):
+        self.key, self.first_line = key, first_line
+        super().__init__(None, None, f"duplicate key '{key}' (first given on line {first_line})", mark)
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in the same mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *anchor' merges may be overridden by explicit keys
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if first is not None:
+                    raise DuplicateKeyError(key, first, key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _flag_for(loc: str, flags: dict[str, str]) -> str | None:
+    """The command-line flag whose override holds ``loc`` (the longest matching key)."""
+    best = None
+    for key in flags:
+        if (loc == key or loc.startswith(key + ".")) and (best is None or len(key) > len(best)):
+            best = key
+    return flags[best] if best is not None else None
+
+
+def _format_validation(err: ValidationError, model: type[BaseModel], file: str,
+                       flags: dict[str, str] | None = None) -> InputError:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
+    value = first.get("input")
+    msg = first["msg"].removeprefix("Value error, ")  # our validators say what is allowed
+    flag = _flag_for(loc, flags or {})
+    if flag is not None:
+        return InputError(f"{flag} {value!r}: {msg}")
+    if not isinstance(value, dict):  # a section's own check names its values
+        msg = f"{msg} (got {value!r})"
     if first["type"] == "extra_forbidden":
         section: Any = model
         for part in first["loc"][:-1]:
@@ -256,14 +334,26 @@ def _format_validation(err: ValidationError, model: type[BaseModel], file: str) 
             section = args[0] if args else ann
         allowed = ", ".join(sorted(section.model_fields)) if hasattr(section, "model_fields") else "?"
         return RecipeError(f"unknown key '{loc}'", file=file, field=loc, hint=f"allowed keys here: {allowed}")
-    value = first.get("input")
-    return RecipeError(f"{first['msg']} (got {value!r})", file=file, field=loc)
+    return RecipeError(msg, file=file, field=loc)
 
 
-def load_recipe(path: str | Path | None = None, *, overrides: dict | None = None) -> Recipe:
+def _given(overrides: dict, dotted: str) -> bool:
+    node: Any = overrides
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def load_recipe(path: str | Path | None = None, *, overrides: dict | None = None,
+                flags: dict[str, str] | None = None) -> Recipe:
     """Read a recipe YAML (the default recipe when ``path`` is None) and apply overrides.
 
     ``overrides`` is a nested dict of command-line values that win over the file.
+    ``flags`` maps dotted override keys to the flags they came from (``{"version":
+    "--version"}``): an invalid overridden value is then reported against its flag, not
+    against the recipe file.
     """
     file = Path(path) if path is not None else default_recipe_path()
     data: dict = {}
@@ -272,10 +362,18 @@ def load_recipe(path: str | Path | None = None, *, overrides: dict | None = None
             text = file.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise RecipeError("recipe file not found", file=str(file)) from None
+        except IsADirectoryError:
+            raise RecipeError("is a folder, not a recipe file", file=str(file),
+                              hint="give a recipe YAML file with --recipe") from None
+        except PermissionError:
+            raise RecipeError("cannot read the recipe file (permission denied)", file=str(file)) from None
         except UnicodeDecodeError as e:
             raise RecipeError(f"not UTF-8 text ({e.reason} at byte {e.start})", file=str(file)) from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=RecipeLoader) or {}
+        except DuplicateKeyError as e:
+            raise RecipeError(e.problem, file=str(file), line=e.problem_mark.line + 1,
+                              hint=f"give '{e.key}' once: remove the repeated key or merge the two") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             raise RecipeError(f"invalid YAML: {getattr(e, 'problem', e)}", file=str(file),
@@ -286,7 +384,8 @@ def load_recipe(path: str | Path | None = None, *, overrides: dict | None = None
     try:
         return Recipe.model_validate(merged)
     except ValidationError as e:
-        raise _format_validation(e, Recipe, str(file)) from None
+        given = {k: v for k, v in (flags or {}).items() if _given(overrides or {}, k)}
+        raise _format_validation(e, Recipe, str(file), given) from None
 
 
 def _deep_merge(base: dict, over: dict) -> dict:

@@ -70,19 +70,43 @@ def get_language(code: str) -> Language:
                               "or 'all' (the 12 of RefusEU) or 'eu24'") from None
 
 
-def parse_langs(spec: str | list[str] | tuple[str, ...]) -> list[str]:
-    """``all`` | ``eu24`` | ``de,fr`` (or a list of those) -> ordered unique codes, English first."""
+LANGS_HINT = "e.g. all (the 12 of RefusEU), eu24, or ISO codes such as en,de"
+
+
+class LangsError(InputError):
+    """A language list that cannot be used; ``reason`` is the message without its place."""
+
+    def __init__(self, reason: str, *, spec, flag: str | None, hint: str):
+        self.reason = reason
+        if flag is not None:
+            super().__init__(f"{flag} {spec!r}: {reason}", hint=hint)
+        else:
+            super().__init__(reason, field="langs", hint=hint)
+
+
+def parse_langs(spec: str | list[str] | tuple[str, ...], *, flag: str | None = None) -> list[str]:
+    """``all`` | ``eu24`` | ``de,fr`` (or a list of those) -> ordered unique codes, English first.
+
+    An empty spec or an empty item (``en,,de``) is an input error. ``flag`` names the
+    command-line flag the spec came from, for the message (default: field 'langs').
+    """
+    def fail(message: str, hint: str) -> InputError:
+        return LangsError(message, spec=spec, flag=flag, hint=hint)
+
     items = spec.split(",") if isinstance(spec, str) else list(spec)
+    if not any(str(raw).strip() for raw in items):
+        raise fail("no language given", LANGS_HINT)
     out: list[str] = []
-    for raw in items:
-        item = raw.strip().lower()
+    for pos, raw in enumerate(items, start=1):
+        item = str(raw).strip().lower()
         if not item:
-            continue
+            raise fail(f"item {pos} of {len(items)} is empty", "remove the extra comma; " + LANGS_HINT)
         codes = ALL12 if item == "all" else EU24 if item == "eu24" else (item,)
         for c in codes:
-            get_language(c)
+            if c not in LANGUAGES:
+                raise fail(f"unknown language code '{c}'",
+                           f"use ISO 639-1 codes from: {', '.join(sorted(LANGUAGES))}; "
+                           "or 'all' (the 12 of RefusEU) or 'eu24'")
             if c not in out:
                 out.append(c)
-    if not out:
-        raise InputError("no language given", field="langs", hint="e.g. --langs all, --langs eu24, --langs en,de")
     return sorted(out, key=lambda c: (c != "en", ALL12.index(c) if c in ALL12 else 99, c))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from refuseu.config import Recipe
-from refuseu.errors import ModelUnavailableError
+from refuseu.errors import ModelUnavailableError, RefuseuError
 
 
 @dataclass
@@ -90,15 +90,70 @@ def pull_models(recipe: Recipe, *, report=print) -> list[ModelNeed]:
         from huggingface_hub import snapshot_download
 
         repo, _, filename = need.model.partition(":")
+        revision = recipe.translate.revision if need.stage == "translate" else None
         report(f"downloading {need.model} ({need.stage})")
-        if need.engine == "fasttext":
-            from huggingface_hub import hf_hub_download
-            hf_hub_download(repo, filename or "model.bin")
-        else:
-            snapshot_download(repo, revision=recipe.translate.revision if need.stage == "translate" else None)
+        try:
+            if need.engine == "fasttext":
+                from huggingface_hub import hf_hub_download
+                hf_hub_download(repo, filename or "model.bin")
+            else:
+                snapshot_download(repo, revision=revision)
+        except Exception as e:  # one clear line instead of the client's stack
+            raise download_error(need, e, revision=revision) from None
         if need.engine == "ctranslate2":
             from refuseu.engines.translators.ct2 import CT2Translator
             report(f"converting {need.model} for CTranslate2 ({recipe.translate.ct2_quantization})")
-            CT2Translator(recipe.translate).convert(need.model)
+            try:
+                CT2Translator(recipe.translate).convert(need.model)
+            except RefuseuError:
+                raise
+            except Exception as e:
+                raise ModelUnavailableError(f"could not convert model '{need.model}' for CTranslate2: "
+                                            f"{type(e).__name__}: {_first_line(e)}") from None
         need.status = "ok"
     return needs
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def download_error(need: ModelNeed, e: BaseException, *, revision: str | None = None) -> ModelUnavailableError:
+    """A one-line error for a failed download of ``need.model``, saying the likely cause."""
+    import os
+
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
+                                        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
+
+    what = f"cannot download model '{need.model}' (stage {need.stage})"
+    local = "or give a local model folder (--translator-model / translate.model, qe.model, respond.generator)"
+    offline_vars = [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+                    if os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")]
+    if constants.HF_HUB_OFFLINE or isinstance(e, OfflineModeIsEnabled):
+        names = ", ".join(f"{v}=1" for v in offline_vars) or "HF_HUB_OFFLINE=1"
+        return ModelUnavailableError(
+            f"{what}: offline mode is on ({names}) and the model is not in the local Hugging Face cache",
+            hint=f"unset {' and '.join(offline_vars) or 'HF_HUB_OFFLINE'} and run `refuseu models pull` again "
+                 f"with network access, {local}")
+    if isinstance(e, GatedRepoError):
+        return ModelUnavailableError(f"{what}: the model is gated and this account has no access",
+                                     hint="accept its terms on huggingface.co and set HF_TOKEN, " + local)
+    if isinstance(e, RevisionNotFoundError):
+        return ModelUnavailableError(f"{what}: revision '{revision}' does not exist",
+                                     hint="check translate.revision, " + local)
+    if isinstance(e, RepositoryNotFoundError):
+        return ModelUnavailableError(f"{what}: no such model on the Hugging Face Hub (or it is private)",
+                                     hint="check the model id; for a private model set HF_TOKEN; " + local)
+    # (LocalEntryNotFoundError, raised online when the Hub cannot be reached, is an EntryNotFoundError)
+    if isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError, OSError)) or \
+            type(e).__module__.startswith(("requests", "urllib3", "httpx")):
+        return ModelUnavailableError(f"{what}: the Hugging Face Hub cannot be reached (network error: "
+                                     f"{type(e).__name__})",
+                                     hint="check the network connection (and HF_ENDPOINT or proxy settings), "
+                                          "then run again, " + local)
+    if isinstance(e, EntryNotFoundError):
+        return ModelUnavailableError(f"{what}: the file is not in the model repository ({_first_line(e)})",
+                                     hint="check the 'repo:filename' spelling, " + local)
+    return ModelUnavailableError(f"{what}: {type(e).__name__}: {_first_line(e)}", hint=local)

@@ -1,8 +1,14 @@
-"""Read and validate prompt sources."""
+"""Read and validate prompt sources.
+
+Every source gets a stable, portable label that goes into the released ``source``
+column and the build signature: ``seed``, a local file's name (no folders), or
+``hf:owner/name[:config]@revision``. Error messages name the source as the user gave it.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -11,7 +17,6 @@ import polars as pl
 
 from refuseu.config import SourceConfig
 from refuseu.errors import BuildError, InputError
-from refuseu.release.manifest import sha256_file
 from refuseu.resources import seed_prompts_path
 from refuseu.taxonomy import Taxonomy, load_taxonomy
 
@@ -19,22 +24,134 @@ RAW_COLUMNS = ("text", "kind", "category", "attack_style", "source", "source_row
 FIELDS = ("text", "kind", "category", "attack_style")
 KINDS = ("harmful", "benign")
 FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+BOM = b"\xef\xbb\xbf"
+ALLOWED_SOURCES = "'seed', a .jsonl, .csv or .parquet file, or hf:owner/name[:config][@revision]"
+# Values polars turns into text when a JSON column mixes strings with other types.
+_COERCED = r"(?s)^(-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|[\[{].*)$"
+
+
+# --- labels and fingerprints ----------------------------------------------------------
+
+def parse_hub_spec(spec: str) -> tuple[str, str, str]:
+    """``hf:owner/name[:config][@revision]`` -> (owner/name, config or '', revision or '')."""
+    body = spec[3:]
+    name, _, revision = body.partition("@")
+    name, _, config = name.partition(":")
+    if name.count("/") != 1 or not all(name.split("/")) or "@" in revision:
+        raise InputError(f"bad Hugging Face dataset spec '{spec}'", field="source",
+                         hint="use hf:owner/name[:config][@revision]")
+    return name, config, revision
+
+
+def source_label(spec: str) -> str:
+    """The portable name of a source: ``seed``, the file name, or ``hf:owner/name[:config]@revision``."""
+    if spec == "seed":
+        return "seed"
+    if spec.startswith("hf:"):
+        name, config, revision = parse_hub_spec(spec)
+        return f"hf:{name}{':' + config if config else ''}@{revision or 'main'}"
+    return Path(spec).name
 
 
 def fingerprint_source(src: SourceConfig) -> dict:
-    """What identifies a source's content, for the build signature (cheap: no parsing)."""
-    spec = src.spec
-    base = src.model_dump(mode="json")
-    if spec == "seed":
-        return {**base, "sha256": sha256_file(seed_prompts_path())}
-    if spec.startswith("hf:"):
-        return base  # revision pinned in the spec ('@rev') makes it reproducible
-    path = Path(spec)
-    if not path.exists():
-        raise InputError("source file not found", file=spec,
-                         hint="give an existing .jsonl, .csv or .parquet file, 'seed', or hf:owner/name")
-    return {**base, "sha256": sha256_file(path)}
+    """What identifies a source's content, for the build signature and the manifest.
 
+    Holds no local path: ``label``, ``bytes`` (None for Hub datasets), ``sha256`` (None
+    for Hub datasets, whose revision is in the label) and the source settings other than
+    ``spec``. Cheap (no parsing), but it checks that a local file can be used at all.
+    """
+    settings = src.model_dump(mode="json", exclude={"spec"})
+    spec = src.spec
+    if spec == "seed":
+        path = seed_prompts_path()
+        size, digest, _ = _hash_file(path, "seed")
+        return {"label": "seed", "bytes": size, "sha256": digest, **settings}
+    if spec.startswith("hf:"):
+        return {"label": source_label(spec), "bytes": None, "sha256": None, **settings}
+    path, fmt = _check_local_file(spec)
+    size, digest, blank = _hash_file(path, spec)
+    if size == 0:
+        raise InputError("the file is empty", file=spec, hint="give a file with at least one prompt row")
+    if blank and fmt != "parquet":
+        raise InputError("the file has no rows (only blank lines)", file=spec,
+                         hint="give a file with at least one prompt row")
+    return {"label": path.name, "bytes": size, "sha256": digest, **settings}
+
+
+def check_sources(sources: list[SourceConfig]) -> None:
+    """Cheap checks of every source before a build starts (no hashing, no parsing): a Hub
+    spec is well formed; a local file exists, is a readable file of a known type and holds
+    more than blank lines. Raises :class:`InputError` naming the source as given."""
+    for src in sources:
+        spec = src.spec
+        if spec == "seed":
+            continue
+        if spec.startswith("hf:"):
+            parse_hub_spec(spec)
+            continue
+        path, fmt = _check_local_file(spec)
+        try:
+            with open(path, "rb") as f:
+                block, blank, first = f.read(1 << 16), True, True
+                if not block:
+                    raise InputError("the file is empty", file=spec, hint="give a file with at least one prompt row")
+                while block and blank:  # stops at the first non-blank byte (the first block, usually)
+                    body = block[len(BOM):] if first and block.startswith(BOM) else block
+                    blank, first = not body.strip(), False
+                    block = f.read(1 << 20) if blank else b""
+        except OSError as e:
+            raise _open_error(e, spec) from None
+        if blank and fmt != "parquet":
+            raise InputError("the file has no rows (only blank lines)", file=spec,
+                             hint="give a file with at least one prompt row")
+
+
+def _check_local_file(spec: str) -> tuple[Path, str]:
+    if not spec.strip():
+        raise InputError("empty source", field="source", hint=f"give {ALLOWED_SOURCES}")
+    path = Path(spec)
+    if path.is_dir():
+        raise InputError("is a folder, not a file", file=spec, hint=f"give {ALLOWED_SOURCES}")
+    fmt = FILE_KINDS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"unsupported file type '{path.suffix}'" if path.suffix else "the file has no extension",
+                         file=spec, hint=f"give {ALLOWED_SOURCES}")
+    if not path.exists():
+        raise InputError("source file not found", file=spec, hint=f"give {ALLOWED_SOURCES}")
+    if not path.is_file():
+        raise InputError("not a regular file", file=spec, hint=f"give {ALLOWED_SOURCES}")
+    return path, fmt
+
+
+def _open_error(e: OSError, spec: str) -> InputError:
+    if isinstance(e, PermissionError):
+        return InputError("cannot read the file (permission denied)", file=spec,
+                          hint="make the file readable (e.g. chmod a+r) or give another file")
+    if isinstance(e, IsADirectoryError):
+        return InputError("is a folder, not a file", file=spec, hint=f"give {ALLOWED_SOURCES}")
+    if isinstance(e, FileNotFoundError):
+        return InputError("source file not found", file=spec, hint=f"give {ALLOWED_SOURCES}")
+    return InputError(f"cannot read the file ({e.strerror or e})", file=spec)
+
+
+def _hash_file(path: Path, spec: str) -> tuple[int, str, bool]:
+    """(size, sha256, whether it holds only whitespace and a BOM) in one pass."""
+    h, size, blank, first = hashlib.sha256(), 0, True, True
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                size += len(block)
+                if blank:
+                    body = block[len(BOM):] if first and block.startswith(BOM) else block
+                    blank = not body.strip()
+                first = False
+    except OSError as e:
+        raise _open_error(e, spec) from None
+    return size, h.hexdigest(), blank
+
+
+# --- reading ---------------------------------------------------------------------------
 
 def read_sources(sources: list[SourceConfig], *, taxonomy: Taxonomy | None = None) -> pl.DataFrame:
     frames = [read_source(s, taxonomy=taxonomy) for s in sources]
@@ -51,68 +168,108 @@ def read_source(src: SourceConfig, *, taxonomy: Taxonomy | None = None) -> pl.Da
     taxonomy = taxonomy or load_taxonomy()
     spec = src.spec
     if spec == "seed":
-        df, label = _read_jsonl(seed_prompts_path()), "seed"
+        df = _read_jsonl(seed_prompts_path(), "seed")
     elif spec.startswith("hf:"):
-        df, label = _read_hub(spec, split=src.split), spec
+        df = _read_hub(spec, split=src.split)
     else:
-        path = Path(spec)
-        fmt = FILE_KINDS.get(path.suffix.lower())
-        if fmt is None:
-            raise InputError(f"unsupported file type '{path.suffix}'", file=spec,
-                             hint="use .jsonl, .csv or .parquet")
-        if not path.exists():
-            raise InputError("source file not found", file=spec)
-        reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[fmt]
-        df, label = reader(path), spec
-    return _conform(df, src, label=label, taxonomy=taxonomy)
+        path, fmt = _check_local_file(spec)
+        if fmt == "jsonl":
+            df = _read_jsonl(path, spec, src.columns.get("text", "text"))
+        else:
+            df = (_read_csv if fmt == "csv" else _read_parquet)(path, spec)
+        if df.height == 0:
+            what = " (only a header line)" if fmt == "csv" else ""
+            raise InputError(f"the file has no rows{what}", file=spec,
+                             hint="give a file with at least one prompt row")
+    return _conform(df, src, label=source_label(spec), display=spec, taxonomy=taxonomy)
 
 
-# --- readers -------------------------------------------------------------------------
-
-def _check_utf8(path: Path) -> bytes:
-    data = path.read_bytes()
+def _read_text(path: Path, spec: str) -> bytes:
+    """The file's bytes without a UTF-8 BOM; empty, blank or non-UTF-8 files are input errors."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise _open_error(e, spec) from None
+    if not data:
+        raise InputError("the file is empty", file=spec, hint="give a file with at least one prompt row")
+    if data.startswith(BOM):  # editors write it; it is valid UTF-8 and not part of the data
+        data = data[len(BOM):]
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=str(path), line=line,
+        raise InputError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=spec, line=line,
                          hint="re-save the file as UTF-8") from None
+    if not data.strip():
+        raise InputError("the file has no rows (only blank lines)", file=spec,
+                         hint="give a file with at least one prompt row")
     return data
 
 
-def _read_jsonl(path: Path) -> pl.DataFrame:
-    data = _check_utf8(path)
+def _read_jsonl(path: Path, spec: str, text_column: str = "text") -> pl.DataFrame:
+    data = _read_text(path, spec)
     # Rows are numbered by physical line so that errors point at the line in an editor.
     try:
         df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
     except Exception:
-        _find_bad_json_line(path, data)
+        _find_bad_json_line(spec, data)
         raise
     n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     if n_lines == df.height:  # no blank lines: record i is on line i
-        return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
-    lines = [i + 1 for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
-    if len(lines) != df.height:
-        lines = list(range(1, df.height + 1))
-    return df.with_columns(pl.Series("__row", lines, dtype=pl.Int64))
+        df = df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
+    else:
+        lines = [i + 1 for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
+        if len(lines) != df.height:
+            lines = list(range(1, df.height + 1))
+        df = df.with_columns(pl.Series("__row", lines, dtype=pl.Int64))
+    _check_json_text_type(df, data, spec, text_column)
+    return df
 
 
-def _find_bad_json_line(path: Path, data: bytes) -> None:
+def _check_json_text_type(df: pl.DataFrame, data: bytes, spec: str, column: str) -> None:
+    """polars reads a column that mixes strings and numbers as text ("text": 5 -> "5");
+    look at the JSON of the few rows whose value could be such a conversion."""
+    if column not in df.columns or df.schema[column] != pl.String:
+        return  # a column without any string is reported by _conform
+    suspects = df.filter(pl.col(column).str.contains(_COERCED)).get_column("__row").to_list()
+    if not suspects:
+        return
+    lines = data.split(b"\n")
+    for row in suspects:
+        try:
+            value = json.loads(lines[row - 1]).get(column)
+        except (IndexError, ValueError, AttributeError):
+            continue  # row numbers are approximate here; the check is best effort
+        if value is not None and not isinstance(value, str):
+            raise _not_text(value, spec, row, column)
+
+
+def _not_text(value, spec: str, row: int | None, column: str) -> InputError:
+    kind = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+        type(value), f"a {type(value).__name__}")
+    return InputError(f"the prompt text must be a string, found {kind} ({value!r})", file=spec, line=row,
+                      field=column, hint="quote the value, or map another column with sources[].columns")
+
+
+def _find_bad_json_line(spec: str, data: bytes) -> None:
     for i, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", file=str(path), line=i,
+            raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", file=spec, line=i,
                              hint="each line must be one JSON object") from None
         if not isinstance(obj, dict):
-            raise InputError("each line must be a JSON object", file=str(path), line=i)
-    raise InputError("could not read the file as JSON lines", file=str(path))
+            raise InputError("each line must be a JSON object", file=spec, line=i,
+                             hint='e.g. {"text": "...", "category": "..."}')
+    raise InputError("could not read the file as JSON lines", file=spec,
+                     hint="each line must be one JSON object with the same field types on every line")
 
 
-def _read_csv(path: Path) -> pl.DataFrame:
-    data = _check_utf8(path)
+def _read_csv(path: Path, spec: str) -> pl.DataFrame:
+    data = _read_text(path, spec)
     try:
         df = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True)
     except Exception as e:  # locate the bad record with the csv module for the message
@@ -121,29 +278,31 @@ def _read_csv(path: Path) -> pl.DataFrame:
         for rec in reader:
             width = width or len(rec)
             if len(rec) != width:
-                raise InputError(f"expected {width} fields, found {len(rec)}", file=str(path),
+                raise InputError(f"expected {width} fields, found {len(rec)}", file=spec,
                                  line=reader.line_num) from None
-        raise InputError(f"could not parse CSV: {e}", file=str(path)) from None
+        raise InputError(f"could not parse CSV: {e}", file=spec) from None
     # Header is line 1; quoted fields with newlines make this approximate, which is fine
     # for error messages.
     return df.with_columns(pl.int_range(2, df.height + 2, dtype=pl.Int64).alias("__row"))
 
 
-def _read_parquet(path: Path) -> pl.DataFrame:
+def _read_parquet(path: Path, spec: str) -> pl.DataFrame:
     try:
-        df = pl.read_parquet(path)
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise _open_error(e, spec) from None
+    if not data:
+        raise InputError("the file is empty", file=spec, hint="give a Parquet file with at least one row")
+    try:
+        df = pl.read_parquet(io.BytesIO(data))
     except Exception as e:
-        raise InputError(f"not a readable Parquet file ({e})", file=str(path)) from None
+        raise InputError(f"not a readable Parquet file ({e})", file=spec) from None
     return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
 
 
 def _read_hub(spec: str, *, split: str) -> pl.DataFrame:
-    body = spec[3:]
-    name, _, revision = body.partition("@")
-    name, _, config = name.partition(":")
-    if name.count("/") != 1:
-        raise InputError(f"bad Hugging Face dataset spec '{spec}'", field="source",
-                         hint="use hf:owner/name[:config][@revision]")
+    name, config, revision = parse_hub_spec(spec)
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a core dependency
@@ -156,45 +315,79 @@ def _read_hub(spec: str, *, split: str) -> pl.DataFrame:
                          hint="check the name and your network/HF_TOKEN, or download it once and run "
                               "with HF_DATASETS_OFFLINE=1 from the cache") from None
     df = pl.from_arrow(ds.data.table)
+    if df.height == 0:
+        raise InputError(f"the dataset split '{split}' has no rows", file=spec,
+                         hint="choose another split with sources[].split")
     return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
 
 
 # --- conform and validate --------------------------------------------------------------
 
-def _conform(df: pl.DataFrame, src: SourceConfig, *, label: str, taxonomy: Taxonomy) -> pl.DataFrame:
-    mapping = {f: src.columns.get(f, f) for f in FIELDS}
+def _text_expr(df: pl.DataFrame, col: str, field: str, display: str) -> pl.Expr:
+    """``col`` as a string expression; a column of lists, objects or bytes is an input error."""
+    dtype = df.schema[col]
+    if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
+        nonnull = df.filter(pl.col(col).is_not_null())
+        value, row = nonnull.select(col, "__row").row(0) if nonnull.height else (None, None)
+        if field == "text":
+            raise _not_text(value, display, row, col)
+        raise InputError(f"the value must be a string, found {value!r}", file=display, line=row, field=field,
+                         hint="give a single string per row")
+    return pl.col(col).cast(pl.String)
+
+
+def _conform(df: pl.DataFrame, src: SourceConfig, *, label: str, display: str,
+             taxonomy: Taxonomy) -> pl.DataFrame:
     unknown = set(src.columns) - set(FIELDS)
     if unknown:
-        raise InputError(f"unknown field(s) in column mapping: {sorted(unknown)}", file=label,
+        raise InputError(f"unknown field(s) in column mapping: {sorted(unknown)}", file=display,
                          field="columns", hint=f"map any of: {', '.join(FIELDS)}")
-    defaults = {"kind": src.kind, "category": src.category, "attack_style": src.attack_style}
-    cols = {}
-    for field in FIELDS:
+    mapping = {f: src.columns.get(f, f) for f in FIELDS}
+    found = ", ".join(c for c in df.columns if c != "__row") or "none"
+    text_col = mapping["text"]
+    if text_col not in df.columns:
+        raise InputError(f"missing required column '{text_col}'", file=display, field="text",
+                         hint=f"columns found: {found}; map yours with sources[].columns (text: <column>)")
+    dtype = df.schema[text_col]
+    if dtype != pl.Null and not (dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum):
+        nonnull = df.filter(pl.col(text_col).is_not_null())
+        value, row = nonnull.select(text_col, "__row").row(0)
+        raise _not_text(value, display, row, text_col)
+    text = _text_expr(df, text_col, "text", display)
+    missing = df.filter(text.is_null())
+    if missing.height:
+        raise InputError("the row has no text", file=display, line=missing.get_column("__row")[0], field=text_col,
+                         hint="every row needs the prompt as a string; fill it in or remove the row")
+    cols = {"text": text}
+    defaults = {"kind": src.kind or "harmful", "category": src.category, "attack_style": src.attack_style}
+    for field, default in defaults.items():
         col = mapping[field]
         if col in df.columns:
-            cols[field] = pl.col(col).cast(pl.String)
-        elif field == "text" or (field == "category" and src.category is None):
-            raise InputError(f"missing required column '{col}'", file=label, field=field,
-                             hint=f"columns found: {', '.join(c for c in df.columns if c != '__row')}; "
-                                  f"map yours with sources[].columns or set a default ({field}: ...)")
+            value = _text_expr(df, col, field, display).str.strip_chars()
+            # A missing or empty value takes the source's default (kind: harmful).
+            cols[field] = (pl.when(value == "").then(None).otherwise(value)
+                           .fill_null(pl.lit(default, dtype=pl.String)))
+        elif field == "category" and default is None:
+            raise InputError(f"missing required column '{col}'", file=display, field=field,
+                             hint=f"columns found: {found}; map yours with sources[].columns or set a default "
+                                  f"for the source (category: ...)")
         else:
-            default = defaults.get(field) or ("harmful" if field == "kind" else None)
             cols[field] = pl.lit(default, dtype=pl.String)
-    out = df.select(**cols, source=pl.lit(label), source_row=pl.col("__row"))
-    return _validate_values(out, label=label, taxonomy=taxonomy)
+    out = df.select(**cols, source=pl.lit(label, dtype=pl.String), source_row=pl.col("__row"))
+    return _validate_values(out, display=display, taxonomy=taxonomy)
 
 
-def _validate_values(df: pl.DataFrame, *, label: str, taxonomy: Taxonomy) -> pl.DataFrame:
+def _validate_values(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy) -> pl.DataFrame:
     def first_bad(mask: pl.Expr, field: str, allowed: tuple[str, ...], what: str):
         bad = df.filter(mask)
         if bad.height:
             row = bad.row(0, named=True)
-            raise InputError(f"unknown {what} {row[field]!r}", file=label,
+            raise InputError(f"unknown {what} {row[field]!r}", file=display,
                              line=row["source_row"], field=field,
                              hint=f"allowed: {', '.join(allowed)}")
 
-    df = df.with_columns(pl.col("kind").str.strip_chars().str.to_lowercase())
-    first_bad(pl.col("kind").is_null() | ~pl.col("kind").is_in(KINDS), "kind", KINDS, "kind")
+    df = df.with_columns(pl.col("kind").str.to_lowercase())
+    first_bad(~pl.col("kind").is_in(KINDS), "kind", KINDS, "kind")
     # Map display names and Llama Guard codes to ids (only over the distinct values).
     for field, norm, allowed, what in (
         ("category", taxonomy.normalize_category, taxonomy.categories, "category"),
@@ -207,5 +400,9 @@ def _validate_values(df: pl.DataFrame, *, label: str, taxonomy: Taxonomy) -> pl.
             first_bad(pl.col(field).is_in(bad), field, allowed, what)
         if any(k != v for k, v in table.items()):
             df = df.with_columns(pl.col(field).replace_strict(table, default=None, return_dtype=pl.String))
-    first_bad(pl.col("category").is_null(), "category", taxonomy.categories, "category")
+    nocat = df.filter(pl.col("category").is_null())
+    if nocat.height:
+        raise InputError("the row has no category", file=display, line=nocat.get_column("source_row")[0],
+                         field="category", hint=f"allowed: {', '.join(taxonomy.categories)}; or set a default "
+                                                "category for the source (sources[].category)")
     return df
