@@ -60,11 +60,16 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
+    from refuseu.paths import check_output_paths
     from refuseu.pipeline.progress import Reporter
+    from refuseu.sources.readers import check_sources
 
     recipe = _recipe(recipe_path, langs=langs, sources=sources, out=out, version=version, build_dir=build_dir,
                      translator=translator, translator_model=translator_model, qe=qe, qe_model=qe_model,
                      generator=generator, helpful_generator=helpful_generator)
+    check_output_paths(recipe, flags={k: f for k, f, v in (("release.out", "--out", out),
+                                                           ("build_dir", "--build-dir", build_dir)) if v is not None})
+    check_sources(recipe.sources)  # before anything is created or run
     if bump:
         from refuseu.build import next_version
         if version:
@@ -89,20 +94,20 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
 
 def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, build_dir=None, translator=None,
             translator_model=None, qe=None, qe_model=None, generator=None, helpful_generator=None):
-    """Defaults < recipe YAML < these flags."""
+    """Defaults < recipe YAML < these flags; an invalid flag value is reported against its flag."""
     from refuseu.config import load_recipe
     from refuseu.languages import parse_langs
 
     overrides: dict = {}
-    if langs:
-        overrides["languages"] = parse_langs(langs)
+    if langs is not None:  # '' is given, and empty: an error, not "the recipe's languages"
+        overrides["languages"] = parse_langs(langs, flag="--langs")
     if sources:
         overrides["sources"] = [{"spec": s} for s in sources]
-    if out:
+    if out is not None:
         overrides["release"] = {"out": out}
-    if version:
+    if version is not None:
         overrides["version"] = version
-    if build_dir:
+    if build_dir is not None:
         overrides["build_dir"] = build_dir
     sections = {
         "translate": {"engine": translator,
@@ -114,7 +119,11 @@ def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, buil
         given = {k: v for k, v in values.items() if v}
         if given:
             overrides[section] = given
-    return load_recipe(recipe_path, overrides=overrides)
+    flags = {"languages": "--langs", "sources": "--source", "release.out": "--out", "version": "--version",
+             "build_dir": "--build-dir", "translate.engine": "--translator", "translate.model": "--translator-model",
+             "translate.provider": "--translator-model", "qe.scorer": "--qe", "qe.model": "--qe-model",
+             "respond.generator": "--generator", "respond.helpful_generator": "--helpful-generator"}
+    return load_recipe(recipe_path, overrides=overrides, flags=flags)
 
 
 @cli.group()
