@@ -288,14 +288,14 @@ def _read_csv(path: Path, spec: str) -> pl.DataFrame:
 
 def _read_parquet(path: Path, spec: str) -> pl.DataFrame:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        with open(path, "rb") as f:  # readable at all? (polars' own errors do not say)
+            empty = not f.read(1)
     except OSError as e:
         raise _open_error(e, spec) from None
-    if not data:
+    if empty:
         raise InputError("the file is empty", file=spec, hint="give a Parquet file with at least one row")
     try:
-        df = pl.read_parquet(io.BytesIO(data))
+        df = pl.read_parquet(path)
     except Exception as e:
         raise InputError(f"not a readable Parquet file ({e})", file=spec) from None
     return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
