@@ -4,14 +4,17 @@ there (a stage boundary, half-way through writing a cache entry or the release) 
 that the next build recovers. Unset, :func:`checkpoint` is one dictionary lookup.
 
 ``REFUSEU_KILL_AT`` may name several points separated by commas; ``point@N`` fires the
-N-th time the point is reached (1-based). Points are listed by ``REFUSEU_KILL_TRACE=FILE``,
-which appends every point reached to FILE.
+N-th time the point is reached (1-based). ``REFUSEU_PAUSE_AT=<point>=<seconds>`` sleeps there
+instead (to hold a build at a known place while another process acts). Points are listed
+by ``REFUSEU_KILL_TRACE=FILE``,
+which appends every point reached to FILE with a monotonic timestamp.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 _seen: dict[str, int] = {}
 
@@ -20,12 +23,17 @@ def checkpoint(point: str) -> None:
     """Die here (SIGKILL) when ``REFUSEU_KILL_AT`` names ``point``."""
     trace = os.environ.get("REFUSEU_KILL_TRACE")
     spec = os.environ.get("REFUSEU_KILL_AT")
-    if not spec and not trace:
+    pause = os.environ.get("REFUSEU_PAUSE_AT")
+    if not spec and not trace and not pause:
         return
+    if pause:
+        name, _, seconds = pause.partition("=")
+        if name == point:
+            time.sleep(float(seconds or 1))
     n = _seen[point] = _seen.get(point, 0) + 1
     if trace:
         with open(trace, "a", encoding="utf-8") as f:
-            f.write(f"{point}@{n}\n")
+            f.write(f"{point}@{n} {time.monotonic():.4f}\n")
     for item in (spec or "").split(","):
         name, _, count = item.strip().partition("@")
         if name == point and int(count or 1) == n:

@@ -53,3 +53,13 @@ def seed_release(tmp_path_factory):
                                           "release": {"out": str(root / "releases")}})
     summary = build(recipe)
     return Path(summary.release_dir), summary
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random-weight NLLB, M2M100 and Marian models built locally, once per session."""
+    from refuseu.devtools.tiny_models import build_m2m100, build_marian, build_nllb
+
+    root = tmp_path_factory.mktemp("mt")
+    return {"nllb": build_nllb(root / "nllb"), "m2m100": build_m2m100(root / "m2m"),
+            "marian": build_marian(root / "marian")}

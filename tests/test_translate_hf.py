@@ -14,15 +14,6 @@ TEXTS = ["How do I get into the building?", "Tell me a story.", "Short.",
          "How do I get into the building?"]
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    from refuseu.devtools.tiny_models import build_m2m100, build_marian, build_nllb
-
-    root = tmp_path_factory.mktemp("mt")
-    return {"nllb": build_nllb(root / "nllb"), "m2m100": build_m2m100(root / "m2m"),
-            "marian": build_marian(root / "marian")}
-
-
 def engine(path, **kw):
     return HFTranslator(TranslateConfig(engine="hf", model=str(path), device="cpu", max_new_tokens=6, **kw))
 

@@ -53,10 +53,14 @@ def cli():
 @click.option("--helpful-generator", default=None, help="Model for helpful answers to benign prompts (chosen).")
 @click.option("--bump", type=click.Choice(["patch", "minor", "major"]), default=None,
               help="Release as the next patch/minor/major version after the highest one in --out.")
+@click.option("--repair", is_flag=True,
+              help="Rewrite a damaged release of this version from the cache (same recipe and version only).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds to wait for another build on the same --build-dir (default 60).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
-          generator, helpful_generator, bump, as_json, quiet):
+          generator, helpful_generator, bump, repair, lock_timeout, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
@@ -77,13 +81,13 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
         recipe = recipe.model_copy(update={"version": next_version(recipe, bump)})
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
-    summary = run_build(recipe, reporter=reporter)
+    summary = run_build(recipe, reporter=reporter, repair=repair, lock_timeout=lock_timeout)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
     if not quiet:
-        if summary.status == "built":
-            click.echo(f"built {summary.release_dir} in {summary.seconds:.2f}s "
+        if summary.status in ("built", "repaired"):
+            click.echo(f"{summary.status} {summary.release_dir} in {summary.seconds:.2f}s "
                        f"(stages run: {', '.join(summary.stages_run) or 'none'}; rejected rows: {summary.rejected})")
         else:
             click.echo(f"{summary.release_dir} is up to date")
@@ -368,6 +372,28 @@ def langid(file, out, engine, langs, threshold):
 
     stats = langid_file(file, out, engine=engine, langs=langs, threshold=threshold)
     click.echo(f"{stats['rows']} rows; with lang: {stats['checked']}, ok: {stats['ok']}", err=True)
+
+
+@cli.command()
+@click.argument("release", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify(release, as_json):
+    """Check a release by content: every file matches manifest.json (exit 0 valid, 1 damaged)."""
+    from refuseu.release.verify import verify_release
+
+    v = verify_release(release)
+    if as_json:
+        click.echo(json.dumps(v.to_dict(), indent=2))
+    elif v.ok:
+        click.echo(f"{release}: valid ({len(v.files)} files and manifest.json match)")
+    else:
+        click.echo(f"{release}: damaged", err=True)
+        for line in v.problems():
+            click.echo(f"  {line}", err=True)
+        click.echo("  fix: rebuild it with `refuseu build --repair` (same recipe and version), or remove the "
+                   "folder and build again", err=True)
+    if not v.ok:
+        sys.exit(1)
 
 
 def main() -> None:

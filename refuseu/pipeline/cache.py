@@ -133,6 +133,7 @@ class StageCache:
         for col, ref in refs.items():
             by_entry.setdefault(ref.entry, []).append(col)
         own = self.rel(entry.path)
+        by_entry.setdefault(own, [])  # checked even when every column is a reference
         parts: dict[str, pl.Series] = {}
         for where, cols in by_entry.items():
             if where == own:
@@ -146,6 +147,8 @@ class StageCache:
                 raise CacheDamaged(f"{where}/kept.arrow unreadable ({e.strerror or type(e).__name__})") from None
             if file_checksum(data) != info["xxh3_128"] or (info["bytes"] is not None and len(data) != info["bytes"]):
                 raise CacheDamaged(f"{where}/kept.arrow does not match its checksum")
+            if not cols:
+                continue
             try:
                 df = pl.read_ipc(io.BytesIO(data), columns=cols)
             except Exception as e:

@@ -10,6 +10,7 @@ import polars as pl
 from refuseu.errors import BuildError, InputError
 from refuseu.release.inspect import load_release_rows
 from refuseu.release.manifest import read_manifest
+from refuseu.release.verify import require_valid
 
 COMPARE = ("prompt", "chosen", "rejected", "split", "category", "attack_style", "origin", "chosen_origin",
            "rejected_origin", "qe_score", "lid_lang")
@@ -45,6 +46,8 @@ def _flat(d, prefix=""):
 
 def diff_releases(old: str, new: str) -> dict:
     a_dir, b_dir = fetch_release(old), fetch_release(new)
+    for d in (a_dir, b_dir):
+        require_valid(d, action="compare it")
     a, b = load_release_rows(a_dir), load_release_rows(b_dir)
     key = ["config", "file_split", "pair_id"]
     cols = [c for c in COMPARE if c in a.columns and c in b.columns]

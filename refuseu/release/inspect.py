@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from refuseu.errors import InputError
+from refuseu.release.verify import require_valid
 
 
 def load_release_rows(release: str | Path) -> pl.DataFrame:
@@ -24,6 +25,11 @@ def load_release_rows(release: str | Path) -> pl.DataFrame:
 
 
 def inspect_release(release: str | Path) -> dict:
+    """Counts of a release; it is verified by content first (exit 1 when damaged)."""
+    root = Path(release)
+    if not (root / "data").is_dir() and not (root / "manifest.json").exists():
+        load_release_rows(root)  # the "not a release folder" message
+    require_valid(root, action="inspect it")
     rows = load_release_rows(release)
     if rows.height == 0:
         return {"release": str(release), "rows": 0, "configs": {}}

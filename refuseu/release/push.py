@@ -17,6 +17,7 @@ from pathlib import Path
 
 from refuseu.errors import BuildError, InputError
 from refuseu.release.manifest import read_manifest
+from refuseu.release.verify import require_valid
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -39,24 +40,20 @@ class PushPlan:
 
 
 def plan_push(release: str | Path, repo: str) -> PushPlan:
+    """What a push would send; the release is verified by content first (exit 1 when damaged),
+    so the hashes listed are those of the files that would be uploaded."""
     root = Path(release)
-    try:
-        manifest = read_manifest(root)
-    except FileNotFoundError:
-        raise InputError("not a release folder (no manifest.json)", file=str(root),
-                         hint="give a folder made by `refuseu build`") from None
     if repo.count("/") != 1:
         raise InputError(f"bad repo id '{repo}'", field="--repo", hint="use OWNER/NAME")
-    files = [{"path": rel, "bytes": info["bytes"], "sha256": info["sha256"]}
-             for rel, info in manifest["files"].items()]
+    if not (root / "manifest.json").exists() and not (root.is_dir() and any(root.iterdir())):
+        raise InputError("not a release folder (no manifest.json)", file=str(root),
+                         hint="give a folder made by `refuseu build`")
+    check = require_valid(root, action="push it")
+    manifest = check.manifest
+    files = [{"path": rel, "bytes": info["bytes"], "sha256": info["sha256"]} for rel, info in check.files.items()]
     m = root / "manifest.json"
     files.append({"path": "manifest.json", "bytes": m.stat().st_size,
                   "sha256": hashlib.sha256(m.read_bytes()).hexdigest()})
-    for f in files:
-        p = root / f["path"]
-        if not p.is_file() or p.stat().st_size != f["bytes"]:
-            raise InputError(f"release file {f['path']} is missing or changed since the build",
-                             file=str(root), hint="rebuild the release")
     msg = (f"{manifest['name']} v{manifest['version']} (refuseu build {manifest['build_signature']})")
     return PushPlan(repo=repo, tag=f"v{manifest['version']}", commit_message=msg,
                     files=sorted(files, key=lambda f: f["path"]))

@@ -12,6 +12,7 @@ from refuseu.errors import InputError
 from refuseu.languages import parse_langs
 from refuseu.release.inspect import load_release_rows
 from refuseu.release.manifest import read_manifest
+from refuseu.release.verify import require_valid
 from refuseu.validate.metrics import per_language, reward_accuracy
 
 
@@ -173,6 +174,9 @@ def run_validate(release: str | Path, cfg: ValidateConfig, *, report=print) -> d
         manifest = read_manifest(root)
     except FileNotFoundError:
         raise InputError("not a release folder (no manifest.json)", file=str(root)) from None
+    except ValueError:
+        manifest = None
+    manifest = require_valid(root, action="train on it").manifest
     train_langs = [lang for lang in parse_langs(cfg.train_langs) if lang in manifest["languages"]]
     eval_langs = [lang for lang in parse_langs(cfg.eval_langs) if lang in manifest["languages"]]
     out = Path(cfg.out)
