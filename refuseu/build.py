@@ -12,7 +12,7 @@ from pathlib import Path
 
 from refuseu import __version__
 from refuseu.config import Recipe, recipe_dump
-from refuseu.errors import ReleaseDamagedError, ReleaseExistsError
+from refuseu.errors import BuildError, ReleaseDamagedError, ReleaseExistsError
 from refuseu.faults import checkpoint
 from refuseu.languages import parse_langs
 from refuseu.pipeline import Pipeline
@@ -164,6 +164,15 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
 
     result = pipeline.run()
     summary.stages_run = result.stages_run
+    if result.table.height == 0:
+        reasons: dict[str, int] = {}
+        for stage, per_lang in result.funnel.items():
+            for counts in per_lang.values():
+                for reason, n in counts["reasons"].items():
+                    reasons[f"{stage}/{reason}"] = reasons.get(f"{stage}/{reason}", 0) + n
+        why = ", ".join(f"{k}: {n}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:6]) or "no input rows"
+        raise BuildError(f"no row survived the pipeline, so there is nothing to release (rejected: {why})",
+                         hint="check the sources and the recipe limits named above (e.g. normalize.min_chars)")
     tables = release_tables(result.table, languages)
     # Staged inside the output folder (same filesystem) and renamed into place: the release
     # exists whole or not at all, and its manifest is written last.

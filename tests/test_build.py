@@ -322,3 +322,12 @@ def test_bump(tmp_path):
     assert summary["version"] == "0.2.1" and summary["status"] == "built"
     m = json.loads((Path(summary["release_dir"]) / "manifest.json").read_text())
     assert m["previous"]["version"] == "0.2.0"
+
+
+def test_every_row_rejected_is_a_failed_build_naming_the_reasons(tmp_path, write_jsonl):
+    src = write_jsonl([{"text": "ab", "category": "hate"}, {"text": "cd", "category": "hate"}])
+    res = CliRunner().invoke(cli, ["build", "--langs", "en,de", "--source", str(src), "--build-dir",
+                                   str(tmp_path / "b"), "--out", str(tmp_path / "r"), "-q"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert "no row survived" in res.output and "normalize/too_short: 2" in res.output
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

@@ -129,7 +129,8 @@ class RespondStage(Stage):
                 rejected_origin=pl.when(harmful).then(pl.lit("template")),
             ).drop("__ci", "__oi", "__refusal")
             frames.append(part)
-        kept = pl.concat(frames) if frames else df
+        kept = pl.concat(frames) if frames else df.with_columns(
+            **{c: pl.lit(None, dtype=pl.String) for c in ("chosen", "rejected", "chosen_origin", "rejected_origin")})
         kept = kept.with_columns(pair_id=pl.format("{}-{}", "prompt_id", "lang"))
         rejects = []
         if self.generators:
