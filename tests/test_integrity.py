@@ -421,3 +421,13 @@ def test_chaos_kill_9_anywhere_then_rerun_gives_the_same_bytes(tmp_path):
         assert _leftovers(work) == [], (point, _leftovers(work))
         shutil.rmtree(work)
     assert killed >= len(chosen)
+
+
+def test_hub_snapshot_may_hold_gitattributes_but_a_local_release_may_not(reference, tmp_path):
+    from refuseu.release.verify import verify_release
+
+    _, rel = _copy(reference, tmp_path)
+    (rel / ".gitattributes").write_text("*.parquet filter=lfs diff=lfs merge=lfs -text\n")
+    assert verify_release(rel, hub_snapshot=True).ok
+    local = verify_release(rel)
+    assert not local.ok and local.extra == [".gitattributes"]

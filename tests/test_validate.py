@@ -102,6 +102,11 @@ def test_validate_swapped_release_falls(release_de, tmp_path):
     for f in swapped.glob("data/lang_*/*.parquet"):
         df = pl.read_parquet(f)
         df.with_columns(chosen=pl.col("rejected"), rejected=pl.col("chosen")).write_parquet(f)
+    # A release of its own (not a damaged copy): its manifest lists the swapped files.
+    from refuseu.release.manifest import read_manifest, write_manifest
+    manifest = read_manifest(swapped)
+    manifest.pop("files")
+    write_manifest(swapped, manifest)
     rep = run_validate_cli(swapped, tmp_path / "v")
     # Trained to prefer compliance: the label-independent safety probe falls.
     assert rep["after"]["safety_probe_accuracy"] <= rep["before"]["safety_probe_accuracy"] - 0.25

@@ -200,7 +200,7 @@ def models_pull(recipe_path, langs, translator, translator_model):
 @click.option("--build-dir", default=None, help="Where the item cache lives (default: recipe build_dir).")
 def translate(file, to, out, recipe_path, translator, translator_model, build_dir):
     """Translate the 'text' field of a JSONL file into languages (memory first, then the MT engine)."""
-    from refuseu.translate_file import translate_file
+    from refuseu.commands.translate import translate_file
 
     recipe = _recipe(recipe_path, build_dir=build_dir, translator=translator, translator_model=translator_model)
     stats = translate_file(file, out, recipe=recipe, langs=to)
@@ -224,7 +224,7 @@ def translate(file, to, out, recipe_path, translator, translator_model, build_di
 @click.option("--translator-model", default=None, help="MT model id or local folder.")
 def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, translator, translator_model):
     """Score a JSONL of (src, mt) pairs: cheap checks, then qe_score with the chosen scorer."""
-    from refuseu.score_file import score_file
+    from refuseu.commands.score import score_file
 
     recipe = _recipe(recipe_path, translator=translator, translator_model=translator_model, qe=scorer,
                      qe_model=qe_model)
@@ -245,7 +245,7 @@ def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, trans
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Score from which is_refusal is true.")
 def judge(file, out, classifier, lexicons, threshold):
     """Refusal detection over a JSONL of model outputs ('text', 'lang'): adds is_refusal and score."""
-    from refuseu.judge_file import judge_file
+    from refuseu.commands.judge import judge_file
 
     stats = judge_file(file, out, classifier=classifier, lexicons=list(lexicons), threshold=threshold)
     click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}", err=True)
@@ -368,7 +368,7 @@ def card(recipe_path, out, build_dir):
 @click.option("--threshold", type=float, default=None, help="Minimum score for ok (default: recipe default 0.5).")
 def langid(file, out, engine, langs, threshold):
     """Identify the language of each JSONL row ('text', optional 'lang'); adds lid_lang, lid_score, ok."""
-    from refuseu.langid import langid_file
+    from refuseu.commands.langid import langid_file
 
     stats = langid_file(file, out, engine=engine, langs=langs, threshold=threshold)
     click.echo(f"{stats['rows']} rows; with lang: {stats['checked']}, ok: {stats['ok']}", err=True)

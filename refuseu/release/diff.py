@@ -46,8 +46,8 @@ def _flat(d, prefix=""):
 
 def diff_releases(old: str, new: str) -> dict:
     a_dir, b_dir = fetch_release(old), fetch_release(new)
-    for d in (a_dir, b_dir):
-        require_valid(d, action="compare it")
+    for spec, d in ((old, a_dir), (new, b_dir)):
+        require_valid(d, action="compare it", hub_snapshot=spec.startswith("hf:"))
     a, b = load_release_rows(a_dir), load_release_rows(b_dir)
     key = ["config", "file_split", "pair_id"]
     cols = [c for c in COMPARE if c in a.columns and c in b.columns]

@@ -71,8 +71,14 @@ def _load_manifest(root: Path) -> tuple[dict | None, str | None]:
     return m, None
 
 
-def verify_release(release: str | Path) -> Verification:
-    """Check a release folder by content; never raises for damage (see ``Verification.ok``)."""
+#: Files a Hub snapshot of a release holds besides the release itself.
+HUB_FILES = (".gitattributes",)
+
+
+def verify_release(release: str | Path, *, hub_snapshot: bool = False) -> Verification:
+    """Check a release folder by content; never raises for damage (see ``Verification.ok``).
+
+    ``hub_snapshot``: the folder was downloaded from the Hub, which adds ``.gitattributes``."""
     root = Path(release)
     v = Verification(release=str(release))
     if not root.is_dir():
@@ -80,12 +86,14 @@ def verify_release(release: str | Path) -> Verification:
         return v
     manifest, err = _load_manifest(root)
     v.manifest, v.manifest_error = manifest, err
-    on_disk = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                     if (p.is_file() or p.is_symlink()) and p.name != "manifest.json")
+    skip = {"manifest.json", *(HUB_FILES if hub_snapshot else ())}
+    on_disk = sorted(rel for rel in (p.relative_to(root).as_posix() for p in root.rglob("*")
+                                     if p.is_file() or p.is_symlink())
+                     if rel not in skip and not (hub_snapshot and rel.startswith(".cache/")))
     listed = manifest["files"] if manifest else {}
     for rel in on_disk:
         p = root / rel
-        if p.is_symlink() or not p.is_file():
+        if (p.is_symlink() and not hub_snapshot) or not p.is_file():
             v.changed.append(rel)
             continue
         try:
@@ -129,9 +137,9 @@ def _check_counts(root: Path, manifest: dict) -> list[str]:
     return bad
 
 
-def require_valid(release: str | Path, *, action: str) -> Verification:
+def require_valid(release: str | Path, *, action: str, hub_snapshot: bool = False) -> Verification:
     """:func:`verify_release`, raising :class:`ReleaseDamagedError` (exit 1) when damaged."""
-    v = verify_release(release)
+    v = verify_release(release, hub_snapshot=hub_snapshot)
     if not v.ok:
         problems = v.problems()
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")

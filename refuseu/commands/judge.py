@@ -9,7 +9,7 @@ from pathlib import Path
 from refuseu.errors import InputError
 from refuseu.judges import RefusalDetector
 from refuseu.languages import get_language
-from refuseu.langid import read_jsonl_rows
+from refuseu.commands.langid import read_jsonl_rows
 
 
 def judge_file(path: str | Path, out: str | Path, *, classifier: str | None = None,

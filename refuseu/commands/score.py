@@ -14,7 +14,7 @@ from refuseu.engines.translators import TRANSLATORS
 from refuseu.engines.translators.back import back_translate
 from refuseu.errors import BuildError
 from refuseu.languages import get_language
-from refuseu.langid import read_jsonl_rows
+from refuseu.commands.langid import read_jsonl_rows
 
 
 def score_file(path: str | Path, out: str | Path, *, recipe: Recipe, lang: str) -> dict:

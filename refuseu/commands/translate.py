@@ -11,7 +11,7 @@ from refuseu.engines.cache import CachedTranslator, ItemCache
 from refuseu.engines.translators import TRANSLATORS
 from refuseu.errors import BuildError
 from refuseu.languages import parse_langs
-from refuseu.langid import read_jsonl_rows
+from refuseu.commands.langid import read_jsonl_rows
 from refuseu.text import normalize_text
 
 
