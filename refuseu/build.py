@@ -22,6 +22,7 @@ from refuseu.pipeline.progress import Reporter
 from refuseu.release.assemble import release_tables, write_parquet, write_tables
 from refuseu.release.card import render_card
 from refuseu.release.manifest import file_hashes, package_versions, read_manifest, write_manifest
+from refuseu.provenance import portable
 from refuseu.release.verify import verify_release
 from refuseu.signatures import signature_of
 from refuseu.stages.base import Stage
@@ -81,19 +82,6 @@ def build_signature(recipe: Recipe, pipeline: Pipeline) -> str:
     rel.pop("out")
     return signature_of({"pipeline": pipeline.signatures()[-1], "release": rel, "name": recipe.name,
                          "version": recipe.version, "format": RELEASE_FORMAT})
-
-
-def portable(value):
-    """``value`` with local paths reduced to their last part: nothing published names a
-    folder of the machine that built it (Hub ids and plain names pass unchanged)."""
-    if isinstance(value, dict):
-        return {k: portable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [portable(v) for v in value]
-    if isinstance(value, str) and value and (os.path.isabs(value) or value.startswith(("./", "../", "~"))
-                                             or (os.sep in value and Path(value).exists())):
-        return Path(value.rstrip("/")).name or value
-    return value
 
 
 def portable_recipe(recipe: Recipe, sources: list[dict]) -> dict:
@@ -251,18 +239,19 @@ def _previous(recipe: Recipe) -> dict | None:
 
 
 def _engine_summary(recipe: Recipe, sources: list[dict]) -> dict:
-    tr = recipe.translate
-    return portable({
+    tr, p = recipe.translate, portable
+    return {
         "sources": ", ".join(s["label"] for s in sources),
         "dedup": f"exact + MinHash LSH (rensa, {recipe.dedup.num_perm} perms, threshold {recipe.dedup.threshold}, "
                  f"{recipe.dedup.shingle_words}-word shingles, near-duplicates: {recipe.dedup.near_action})",
         "split": f"by group, stratified by kind/category, test_size {recipe.split.test_size}, seed {recipe.seed}",
-        "translate": "translation memory (" + ", ".join(tr.memory) + ")" + (f" then {tr.engine}" if tr.engine else ""),
-        "qe": (f"cheap checks + {recipe.qe.scorer}" + (f" ({recipe.qe.mode}, {recipe.qe.default_model()})"
+        "translate": "translation memory (" + ", ".join(p(list(tr.memory))) + ")"
+                     + (f" then {tr.engine}" if tr.engine else ""),
+        "qe": (f"cheap checks + {recipe.qe.scorer}" + (f" ({recipe.qe.mode}, {p(recipe.qe.default_model())})"
                if recipe.qe.scorer == "comet" else "") + f" on origins {recipe.qe.apply_to}"),
-        "lid": f"{recipe.lid.engine} (fastText {recipe.lid.fasttext_model} + lingua), threshold {recipe.lid.threshold}",
-        "respond": f"native refusal templates ({recipe.respond.templates}), compliance openers",
-    })
+        "lid": f"{recipe.lid.engine} (fastText {p(recipe.lid.fasttext_model)} + lingua), threshold {recipe.lid.threshold}",
+        "respond": f"native refusal templates ({p(recipe.respond.templates)}), compliance openers",
+    }
 
 
 def _publish(staging: Path, release_dir: Path, *, replace_damaged: bool = False) -> str:

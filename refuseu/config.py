@@ -5,6 +5,7 @@ Every section forbids unknown keys, so a typo fails with the key and the allowed
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -13,9 +14,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from refuseu.errors import InputError, RecipeError
+from refuseu.provenance import absolute_if_local
 from refuseu.resources import recipes_dir
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
+def _local(value, *, keep: tuple[str, ...] = ()):
+    """Local paths in ``value`` (a string, list or dict of strings) spelled one way; the
+    names in ``keep`` (built-in sentinels such as ``seed``) are never taken as paths."""
+    if isinstance(value, list):
+        return [_local(v, keep=keep) for v in value]
+    if isinstance(value, dict):
+        return {k: _local(v, keep=keep) for k, v in value.items()}
+    if isinstance(value, str) and value not in keep:
+        return absolute_if_local(value)
+    return value
 
 
 class Section(BaseModel):
@@ -122,6 +136,12 @@ class TranslateConfig(Section):
     retries: int = Field(3, ge=0)
     requests_per_second: float = Field(2.0, gt=0)
 
+    @field_validator("model", "models", "memory", "ct2_cache")
+    @classmethod
+    def _one_spelling(cls, v):
+        # A local folder given as mt, ./mt or /home/me/mt is one model: one signature.
+        return _local(v, keep=("seed",))
+
 
 class QeConfig(Section):
     scorer: Literal["comet", "chrf-roundtrip", "none"] = Field(
@@ -144,6 +164,11 @@ class QeConfig(Section):
     max_length_ratio: float = Field(3.0, gt=0, description="translation/source character ratio above: rejected")
     max_repeat: int = Field(4, ge=2, description="a token repeated this many times in a row: degenerate output")
 
+    @field_validator("model")
+    @classmethod
+    def _one_spelling(cls, v):
+        return _local(v)
+
     def default_model(self) -> str:
         return self.model or ("Unbabel/wmt20-comet-qe-da" if self.mode == "qe" else "Unbabel/wmt22-comet-da")
 
@@ -161,6 +186,11 @@ class LidConfig(Section):
     fasttext_model: str = Field("lite", description="lite (bundled lid.176.ftz), a local path or a Hub repo id")
     threshold: float = Field(0.5, ge=0, le=1, description="minimum confidence of the predicted language")
     thresholds: dict[str, float] = Field(default_factory=dict, description="per-language overrides")
+
+    @field_validator("fasttext_model")
+    @classmethod
+    def _one_spelling(cls, v):
+        return _local(v, keep=("lite",))
 
     def threshold_for(self, lang: str) -> float:
         return self.thresholds.get(lang, self.threshold)
@@ -193,6 +223,11 @@ class RespondConfig(Section):
     refusal_classifier: str | None = Field(None, description="optional classifier model (id or folder) for the "
                                                              "refusal detector")
 
+    @field_validator("templates", "generator", "helpful_generator", "refusal_classifier")
+    @classmethod
+    def _one_spelling(cls, v):
+        return _local(v, keep=("builtin",))
+
     def mode_for(self, lang: str) -> str:
         return "native" if lang == "en" else self.modes.get(lang, self.mode)
 
@@ -205,6 +240,11 @@ def _not_blank(v: str) -> str:
 
 class ReleaseConfig(Section):
     out: str = "releases"
+
+    @field_validator("out")
+    @classmethod
+    def _home(cls, v):
+        return os.path.expanduser(v)
     shard_rows: int = Field(100_000, ge=1, description="rows per Parquet file")
     license: str = "cc-by-nc-4.0"
     gated: bool = True
@@ -227,6 +267,11 @@ class Recipe(Section):
     lid: LidConfig = Field(default_factory=LidConfig)
     respond: RespondConfig = Field(default_factory=RespondConfig)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
+
+    @field_validator("build_dir")
+    @classmethod
+    def _home(cls, v: str) -> str:
+        return os.path.expanduser(v)
 
     @field_validator("version")
     @classmethod

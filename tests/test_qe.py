@@ -2,6 +2,7 @@
 code path on tiny checkpoints built locally."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -130,7 +131,7 @@ def test_comet_qe_mode(tiny_comet):
     scores = s.score([SRC, "Hello."], ["Wie komme ich ins Haus?", "Hallo."], [None, None])
     assert len(scores) == 2 and all(np.isfinite(scores))
     assert type(s.load()).__name__ == "ReferencelessRegression"
-    assert s.method == f"comet-qe:{tiny_comet['qe']}"
+    assert s.method == f"comet-qe:{Path(tiny_comet['qe']).name}"  # a name, never a local path
     again = s.score([SRC], ["Wie komme ich ins Haus?"], [None])
     assert again[0] == pytest.approx(scores[0], abs=1e-5)  # deterministic at inference
 
@@ -150,7 +151,7 @@ def test_comet_roundtrip_mode_through_stage(tiny_comet, tmp_path):
     pairs = [(SRC, "Wie komme ich in das Haus meines Nachbarn?"), ("Tell me a story about a bank.", "Erzähl mir was.")]
     res = st.run(qe_rows(pairs), CTX)
     assert res.kept.height == 2 and res.kept["qe_score"].null_count() == 0
-    assert res.kept["qe_method"][0] == f"comet-roundtrip:{tiny_comet['regression']}"
+    assert res.kept["qe_method"][0] == "comet-roundtrip:reg"  # <model>/checkpoints/model.ckpt -> the model folder
     assert st.computed == 2
     st2 = QeStage(qcfg, languages=["en", "de"], cache_dir=tmp_path / "b", back_translator=translate.engine)
     res2 = st2.run(qe_rows(pairs), CTX)

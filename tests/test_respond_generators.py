@@ -2,6 +2,7 @@
 refusal detector rejecting a planted refusal, benign pairs, and a missing model."""
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -45,7 +46,7 @@ def test_native_mode_generates_in_language_and_caches(tiny_llama, tmp_path):
     res = st.run(rows(), CTX)
     harmful = res.kept.filter(pl.col("kind") == "harmful")
     assert harmful.height == 4 and res.rejected.height == 0
-    assert set(harmful["rejected_origin"]) == {f"generator:{tiny_llama}"}
+    assert set(harmful["rejected_origin"]) == {f"generator:{Path(tiny_llama).name}"}
     assert set(harmful["chosen_origin"]) == {"template"}
     assert all(isinstance(t, str) for t in harmful["rejected"])
     gen = st.generators["rejected"]
@@ -80,7 +81,7 @@ def test_translate_mode_generates_once_in_english(tiny_llama, tmp_path):
     de = res.kept.filter((pl.col("lang") == "de") & (pl.col("kind") == "harmful"))
     en = res.kept.filter((pl.col("lang") == "en") & (pl.col("kind") == "harmful"))
     assert set(de["rejected_origin"]) == {"translated:hf"}
-    assert set(en["rejected_origin"]) == {f"generator:{tiny_llama}"}
+    assert set(en["rejected_origin"]) == {f"generator:{Path(tiny_llama).name}"}
     assert tr.engine.computed >= 1
 
 
@@ -111,7 +112,7 @@ def test_benign_pairs_with_helpful_generator(tiny_llama, tmp_path):
     res = st.run(rows(), CTX)
     benign = res.kept.filter(pl.col("kind") == "benign")
     assert benign.height == 2 and benign["chosen"].null_count() == 0
-    assert set(benign["chosen_origin"]) == {f"generator:{tiny_llama}"} and set(benign["rejected_origin"]) == {"template"}
+    assert set(benign["chosen_origin"]) == {f"generator:{Path(tiny_llama).name}"} and set(benign["rejected_origin"]) == {"template"}
     tpl = st.templates.get("de")
     assert benign.filter(pl.col("lang") == "de")["rejected"][0] in tpl.over_refusals
     harmful = res.kept.filter(pl.col("kind") == "harmful")

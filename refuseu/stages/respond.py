@@ -21,6 +21,7 @@ from refuseu.engines.cache import CachedGenerator, CachedTranslator, ItemCache
 from refuseu.engines.generators import GENERATORS
 from refuseu.engines.qe.checks import cheap_check
 from refuseu.engines.responders.templates import TemplateRegistry
+from refuseu.provenance import portable
 from refuseu.errors import BuildError
 from refuseu.judges import RefusalDetector
 from refuseu.languages import LANGUAGES
@@ -81,7 +82,7 @@ class RespondStage(Stage):
     def _generate(self, part: pl.DataFrame, role: str, lang: str, ctx: StageContext) -> tuple[list, list, list]:
         """(texts, origins, check failures) for one language's rows."""
         gen = self.generators[role]
-        label = f"generator:{gen.engine.model_id}"
+        label = f"generator:{portable(gen.engine.model_id)}"
         if self.config.mode_for(lang) == "native":
             system = self.config.system_prompt.format(language=LANGUAGES[lang].name)
             with ctx.progress(f"generate {role} {lang}", part.height) as bar:

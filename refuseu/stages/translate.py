@@ -14,6 +14,7 @@ from refuseu.config import TranslateConfig
 from refuseu.engines.cache import CachedTranslator, ItemCache
 from refuseu.engines.translators import TRANSLATORS
 from refuseu.errors import BuildError
+from refuseu.provenance import portable
 from refuseu.stages.base import Stage, StageContext, StageResult, concat_rejects
 
 QUALITY_COLUMNS = {"qe_score": pl.Float64, "qe_method": pl.String, "lid_lang": pl.String, "lid_score": pl.Float64}
@@ -62,9 +63,9 @@ class TranslateStage(Stage):
         inner = self.engine.engine
         if hasattr(inner, "model_for"):
             model = inner.model_for(lang)
-            return f"{inner.name}:{model}", inner.resolve(model)[1]
+            return f"{inner.name}:{portable(model)}", inner.resolve(model)[1]
         sig = inner.signature()
-        return f"{inner.name}:{sig.get('model') or sig.get('provider')}", sig.get("revision")
+        return f"{inner.name}:{portable(sig.get('model') or sig.get('provider'))}", sig.get("revision")
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         kept, rejects = [], []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from refuseu.config import QeConfig
 from refuseu.errors import BuildError, ModelUnavailableError
+from refuseu.provenance import portable
 
 
 class ChrfRoundTrip:
@@ -88,7 +89,7 @@ class CometScorer:
 
     @property
     def method(self) -> str:
-        return f"comet-{self.config.mode}:{self.model_id}"
+        return f"comet-{self.config.mode}:{portable(self.model_id)}"
 
     def settings(self) -> dict:
         ckpt = self.prepare()
