@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
     summary = BuildSummary(name=recipe.name, version=recipe.version, release_dir=str(release_dir),
                            signature=signature, status="up_to_date", languages=languages)
     damaged = False
+    previous = _previous(recipe)
     if release_dir.exists() or release_dir.is_symlink():
         check = verify_release(release_dir)
         found_sig = (check.manifest or {}).get("build_signature")
@@ -148,6 +150,8 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
                     f"release {release_dir} is damaged ({shown}) and cannot be repaired: {why}",
                     hint="remove the folder and build again, or build another version (--version / --bump)")
             damaged = True
+            # The repaired release must be the release that was made: same manifest too.
+            previous = check.manifest.get("previous")
             reporter.warn(f"release {release_dir} is damaged ({shown}): rewriting it from this build")
 
     result = pipeline.run()
@@ -165,7 +169,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
     # Staged inside the output folder (same filesystem) and renamed into place: the release
     # exists whole or not at all, and its manifest is written last.
     out.mkdir(parents=True, exist_ok=True)
-    staging = out / f".{recipe.release_name}.staging-{os.getpid()}"
+    staging = out / f".{recipe.release_name}.staging-{host_tag()}-{os.getpid()}"
     _remove(staging)
     staging.mkdir()
     sources = pipeline.stages[0].signature_parts()["sources"]
@@ -184,7 +188,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         summary.counts, summary.rejected = counts, rejects.height
         write_manifest(staging, {
             "name": recipe.name, "version": recipe.version, "build_signature": signature,
-            "format": RELEASE_FORMAT, "previous": _previous(recipe), "languages": languages,
+            "format": RELEASE_FORMAT, "previous": previous, "languages": languages,
             "refuseu": __version__,
             "packages": package_versions(), "recipe": portable_recipe(recipe, sources), "sources": sources,
             "stage_signatures": {r.name: r.signature for r in result.records},
@@ -258,7 +262,7 @@ def _publish(staging: Path, release_dir: Path, *, replace_damaged: bool = False)
     """Rename the staged release into place: "built", "repaired", or "up_to_date" when an
     intact release with the same data is already there."""
     if replace_damaged:
-        aside = release_dir.parent / f".{release_dir.name}.damaged-{os.getpid()}"
+        aside = release_dir.parent / f".{release_dir.name}.damaged-{host_tag()}-{os.getpid()}"
         os.rename(release_dir, aside)
         checkpoint("release:aside")
         os.rename(staging, release_dir)
@@ -289,23 +293,48 @@ def _publish(staging: Path, release_dir: Path, *, replace_damaged: bool = False)
         hint="bump the version (recipe 'version:' or --version X.Y.Z), or build into another --out")
 
 
-LEFTOVER = re.compile(r"^\..+\.(staging|damaged)-(\d+)$")
+LEFTOVER = re.compile(r"^\..+\.(staging|damaged)-(?P<host>[^.]+)-(?P<pid>\d+)$")
+OLD_STAGING = re.compile(r"^.+-v\d+\.\d+\.\d+\.(?P<pid>\d+)$")  # <build_dir>/staging/<release>.<pid>
+#: A leftover of a build on another machine (shared folder) is removed only after this long.
+FOREIGN_LEFTOVER_SECONDS = 24 * 3600
+
+
+def host_tag() -> str:
+    """This machine's name as it appears in staging folder names (no dots or slashes)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+
+
+def _gone(host: str, pid: int, path: Path) -> bool:
+    if host != host_tag():  # another machine: its processes cannot be seen from here
+        try:
+            return time.time() - path.stat().st_mtime > FOREIGN_LEFTOVER_SECONDS
+        except OSError:
+            return False
+    return pid != os.getpid() and not pid_alive(pid)
 
 
 def remove_leftovers(out: Path, build_dir: Path) -> int:
     """Remove staging and set-aside folders in ``out`` whose build process is gone, and the
-    staging folder older versions kept in the build folder; returns how many."""
+    staging folders older versions kept in the build folder; returns how many. Only folders
+    with refuseu's own names are touched."""
     n = 0
     if out.is_dir():
         for p in out.iterdir():
             m = LEFTOVER.match(p.name)
-            if m and (int(m.group(2)) == os.getpid() or not pid_alive(int(m.group(2)))):
+            if m and _gone(m.group("host"), int(m.group("pid")), p):
                 _remove(p)
                 n += 1
-    old = build_dir / "staging"  # the build folder is locked: nothing else uses it
-    if old.is_dir():
-        n += sum(1 for _ in old.iterdir())
-        _remove(old)
+    old = build_dir / "staging"
+    if old.is_dir() and not old.is_symlink():
+        for p in old.iterdir():
+            m = OLD_STAGING.match(p.name)
+            if m and p.is_dir() and not pid_alive(int(m.group("pid"))):
+                _remove(p)
+                n += 1
+        try:
+            old.rmdir()  # only when nothing else is in it
+        except OSError:
+            pass
     return n
 
 

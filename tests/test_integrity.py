@@ -87,6 +87,10 @@ RELEASE_DAMAGE = {
     "truncated_manifest": (lambda r: (r / "manifest.json").write_bytes((r / "manifest.json").read_bytes()[:300]),
                            "manifest.json: unreadable", False),
     "empty_manifest_object": (lambda r: (r / "manifest.json").write_text("{}"), "manifest.json: incomplete", False),
+    "manifest_edited": (lambda r: (r / "manifest.json").write_text(
+        (r / "manifest.json").read_text().replace('"cc-by-nc-4.0"', '"mit"')), "manifest.json: edited", False),
+    "fifo_among_data": (lambda r: os.mkfifo(r / "data/lang_en/train-00001-of-00002.parquet"),
+                        "extra: data/lang_en/train-00001-of-00002.parquet", True),
 }
 
 
@@ -106,7 +110,7 @@ def test_damaged_release_is_refused_everywhere_and_repaired(reference, tmp_path,
                  ["diff", str(reference[0] / "r" / REL), str(rel)]):
         res = runner.invoke(cli, args, catch_exceptions=False)
         assert res.exit_code == 1, (args, res.output)
-        assert "damaged" in res.output and "sha256" not in res.output, (args, res.output)
+        assert "damaged" in res.output and "plan:" not in res.output, (args, res.output)
 
     build = ["build", "--langs", "en", "--build-dir", str(build_dir), "--out", str(rel.parent), "-q"]
     res = cli_run(build, cwd=tmp_path)
@@ -153,6 +157,16 @@ def _entry(build: Path, stage: str) -> Path:
     return entry
 
 
+def _rewrite_meta(entry: Path, change) -> None:
+    """Edit a meta.json and give it a matching checksum: damage its checksum cannot see."""
+    from refuseu.pipeline.cache import _meta_checksum
+
+    meta = json.loads((entry / "meta.json").read_text())
+    change(meta)
+    meta["check"] = _meta_checksum(meta)
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
 def _largest_kept(build: Path) -> Path:
     return max((build / "stages").glob("*/*/kept.arrow"), key=lambda p: p.stat().st_size)
 
@@ -169,6 +183,7 @@ CACHE_DAMAGE = {
         _entry(b, "split").joinpath("meta.json").read_text().replace('"rows": ', '"rows": 1', 1)),
     "meta_deleted": lambda b: _entry(b, "qe").joinpath("meta.json").unlink(),
     "rejected_garbled": lambda b: flip(_entry(b, "lid_response") / "rejected.arrow", 100, 32),
+    "meta_incomplete_valid_checksum": lambda b: _rewrite_meta(_entry(b, "split"), lambda m: m.pop("funnel")),
     "entry_is_a_file": lambda b: [shutil.rmtree(_entry(b, "normalize")),
                                   (b / "stages" / "01-normalize" / "x").write_text("")],
     "items_sqlite_garbage": lambda b: (b / "items.sqlite").write_bytes(os.urandom(4096)),
@@ -431,3 +446,118 @@ def test_hub_snapshot_may_hold_gitattributes_but_a_local_release_may_not(referen
     assert verify_release(rel, hub_snapshot=True).ok
     local = verify_release(rel)
     assert not local.ok and local.extra == [".gitattributes"]
+
+
+def test_source_changed_during_the_build_is_not_cached_under_the_old_content(tmp_path):
+    rows = [json.loads(x) for x in (Path(__file__).resolve().parents[1] / "refuseu/data/seed/prompts.jsonl")
+            .read_text().splitlines()[:120]]
+    a = "".join(json.dumps(r) + "\n" for r in rows[:60])
+    b = "".join(json.dumps(r) + "\n" for r in rows[60:])
+    (tmp_path / "src.jsonl").write_text(a)
+    args = ["build", "--langs", "en", "--source", "src.jsonl", "--out", "r", "--build-dir", "b", "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "refuseu.cli.main", *args], cwd=tmp_path,
+                            env={**os.environ, "REFUSEU_PAUSE_AT": "stage:sources:start=4",
+                                 "REFUSEU_KILL_TRACE": str(tmp_path / "trace")},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not ((tmp_path / "trace").exists()
+                                          and "stage:sources:start" in (tmp_path / "trace").read_text()):
+        time.sleep(0.01)
+    (tmp_path / "src.jsonl").write_text(b)  # the file changes after the signature was taken
+    out, err = proc.communicate(timeout=120)
+    no_traceback(out, err)
+    assert proc.returncode == 1 and "changed while the build was reading it" in err, err
+    (tmp_path / "src.jsonl").write_text(a)
+    cli_run(args, cwd=tmp_path, check=True)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "src.jsonl").write_text(a)
+    cli_run(args, cwd=fresh, check=True)
+    (rel,) = (tmp_path / "r").iterdir()
+    assert tree(rel) == tree(fresh / "r" / rel.name)
+
+
+def test_model_path_spelling_changes_nothing_and_is_never_published(mt_reference, tiny_models, tmp_path):
+    root, args, name, hashes = mt_reference
+    model = Path(tiny_models["marian"])
+    shutil.copy(root / "src.jsonl", tmp_path / "src.jsonl")
+    relative = [a if a != str(model) else model.name for a in args]
+    relative = [str(tmp_path / a) if a in ("src.jsonl", "b", "r") else a for a in relative]
+    cli_run(relative, cwd=model.parent, check=True)
+    assert tree(tmp_path / "r" / name) == hashes
+    for p in (tmp_path / "r" / name).rglob("*"):
+        if p.is_file():
+            assert str(model.parent).encode() not in p.read_bytes(), p
+
+
+def test_user_files_in_build_dir_staging_are_left_alone(tmp_path):
+    (tmp_path / "staging").mkdir()
+    (tmp_path / "staging" / "my-notes.txt").write_text("mine")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / ".hidden-notes").write_text("mine too")
+    cli_run(["build", "--langs", "en", "--build-dir", ".", "--out", "r", "-q"], cwd=tmp_path, check=True)
+    assert (tmp_path / "staging" / "my-notes.txt").read_text() == "mine"
+    assert (tmp_path / "r" / ".hidden-notes").exists()
+
+
+def test_unwritable_stage_cache_is_a_warning_not_a_failed_build(reference, tmp_path):
+    (tmp_path / "b" / "stages").mkdir(parents=True)
+    (tmp_path / "b" / "stages" / ".partial").write_text("not a folder")
+    res = cli_run(["build", "--langs", "en", "--build-dir", "b", "--out", "r", "-q"], cwd=tmp_path)
+    no_traceback(res.stdout, res.stderr)
+    assert res.returncode == 0 and "could not write the cache entry for stage" in res.stderr, res.stderr
+    assert tree(tmp_path / "r" / REL) == reference[1]
+
+
+def test_repair_writes_the_manifest_that_was_there(tmp_path):
+    args = ["build", "--langs", "en", "--build-dir", "b", "--out", "r", "-q"]
+    cli_run(args + ["--version", "0.2.0"], cwd=tmp_path, check=True)
+    rel = tmp_path / "r" / "refuseu-seed-v0.2.0"
+    original = tree(rel)
+    cli_run(args + ["--version", "0.1.0"], cwd=tmp_path, check=True)  # an older version appears in --out
+    flip(rel / "rejects.parquet", 100, 8)
+    cli_run(args + ["--version", "0.2.0", "--repair"], cwd=tmp_path, check=True)
+    assert tree(rel) == original
+
+
+def test_full_disk_leaves_the_item_cache_alone(tmp_path, monkeypatch):
+    from refuseu.engines.cache import ItemCache
+    from refuseu.errors import BuildError
+
+    cache = ItemCache(tmp_path / "items.sqlite")
+    cache.put_many("E", "en", "de", [("h1", "Hallo")])
+    before = (tmp_path / "items.sqlite").read_bytes()
+
+    class Full:
+        def execute(self, *a, **k):
+            err = sqlite3.OperationalError("database or disk is full")
+            err.sqlite_errorname = "SQLITE_FULL"
+            raise err
+
+    monkeypatch.setattr(cache, "_conn", lambda: Full())
+    with pytest.raises(BuildError, match="cannot be used: database or disk is full"):
+        cache.get_many("E", "en", "de", ["h1"])
+    assert (tmp_path / "items.sqlite").read_bytes() == before
+    assert not list(tmp_path.glob("items.sqlite.corrupt-*"))
+
+
+def test_an_item_moved_to_another_language_pair_is_not_served(tmp_path, capsys):
+    from refuseu.engines.cache import ItemCache
+
+    cache = ItemCache(tmp_path / "items.sqlite")
+    cache.put_many("E", "en", "lv", [("h1", "Sveiki")])
+    conn = sqlite3.connect(tmp_path / "items.sqlite")
+    with conn:
+        conn.execute("UPDATE items2 SET tgt = 'lt'")
+    conn.close()
+    fresh = ItemCache(tmp_path / "items.sqlite")
+    assert fresh.get_many("E", "en", "lt", ["h1"]) == {}
+    assert "damaged item(s) will be recomputed" in capsys.readouterr().err
+
+
+def test_home_folder_in_out_and_build_dir_is_expanded(monkeypatch, tmp_path):
+    from refuseu.config import load_recipe
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    recipe = load_recipe(None, overrides={"build_dir": "~/b", "release": {"out": "~/r"}})
+    assert recipe.build_dir == str(tmp_path / "b") and recipe.release.out == str(tmp_path / "r")

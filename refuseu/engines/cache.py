@@ -17,6 +17,8 @@ from pathlib import Path
 
 import xxhash
 
+from refuseu.errors import BuildError
+
 from refuseu.signatures import signature_of
 
 
@@ -48,6 +50,8 @@ class ItemCache:
             try:
                 conn = self._open()
             except sqlite3.DatabaseError as e:
+                if not _is_corruption(e):
+                    raise _unusable(self.path, e) from None
                 self._set_aside(e)
                 conn = self._open()
         self._local.conn, self._local.generation = conn, self._generation
@@ -56,7 +60,7 @@ class ItemCache:
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and not self.path.is_file():
-            raise sqlite3.DatabaseError(f"{self.path.name} is not a file")
+            raise NotAFileError(f"{self.path.name} is not a file")
         conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -73,6 +77,10 @@ class ItemCache:
     def _set_aside(self, err: Exception) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
+        n = 1
+        while target.exists():  # never replace an earlier copy
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}-{n}")
         old = getattr(self._local, "conn", None)
         if old is not None:
             try:
@@ -95,11 +103,14 @@ class ItemCache:
         try:
             return fn(self._conn())
         except sqlite3.DatabaseError as e:
-            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
-                raise
+            if not _is_corruption(e):
+                raise _unusable(self.path, e) from None
             with self._lock:
                 self._set_aside(e)
-            return fn(self._conn())
+            try:
+                return fn(self._conn())
+            except sqlite3.DatabaseError as e2:
+                raise _unusable(self.path, e2) from None
 
     def get_many(self, engine: str, src: str, tgt: str, hashes: list[str]) -> dict[str, str]:
         def run(conn):
@@ -110,7 +121,7 @@ class ItemCache:
                 q = ",".join("?" * len(chunk))
                 for h, o, c in conn.execute(f"SELECT hash, output, checksum FROM items2 WHERE engine=? AND src=? "
                                             f"AND tgt=? AND hash IN ({q})", (engine, src, tgt, *chunk)):
-                    if c == _item_checksum(h, o):
+                    if c == _item_checksum(engine, src, tgt, h, o):
                         out[h] = o
                     else:
                         bad.append(h)
@@ -121,7 +132,7 @@ class ItemCache:
         return self._retry(run)
 
     def put_many(self, engine: str, src: str, tgt: str, items: list[tuple[str, str]]) -> None:
-        rows = [(engine, src, tgt, h, o, _item_checksum(h, o)) for h, o in items]
+        rows = [(engine, src, tgt, h, o, _item_checksum(engine, src, tgt, h, o)) for h, o in items]
 
         def run(conn):
             with conn:
@@ -133,8 +144,33 @@ class ItemCache:
         return self._retry(lambda conn: conn.execute("SELECT COUNT(*) FROM items2").fetchone()[0])
 
 
-def _item_checksum(key: str, output: str | None) -> str:
-    return xxhash.xxh3_64_hexdigest(f"{key}\x1f{output}".encode("utf-8", "surrogatepass"))
+class NotAFileError(sqlite3.DatabaseError):
+    """The cache path exists but is a folder or another non-file: unusable, set aside."""
+
+
+# SQLite's own words for a file that is not (or no longer) a database. Anything else (disk
+# full, I/O error, permissions, locked) leaves the file alone and stops the build.
+_CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+
+
+def _is_corruption(err: sqlite3.DatabaseError) -> bool:
+    if isinstance(err, NotAFileError):
+        return True
+    name = getattr(err, "sqlite_errorname", "") or ""
+    return any(name == base or name.startswith(base + "_") for base in _CORRUPT)
+
+
+def _unusable(path: Path, err: sqlite3.DatabaseError) -> BuildError:
+    name = getattr(err, "sqlite_errorname", None)
+    return BuildError(f"the item cache {path} cannot be used: {err}" + (f" ({name})" if name else ""),
+                      hint="free disk space or fix the folder's permissions and run again; the cache "
+                           "itself was left as it is")
+
+
+def _item_checksum(engine: str, src: str, tgt: str, key: str, output: str | None) -> str:
+    # The whole key is covered: an item moved to another engine or language pair is damage too.
+    blob = "\x1f".join((engine, src, tgt, key, "" if output is None else "\x00" + output))
+    return xxhash.xxh3_64_hexdigest(blob.encode("utf-8", "surrogatepass"))
 
 
 def _warn_stderr(message: str) -> None:

@@ -119,6 +119,7 @@ class StageCache:
             raise CacheDamaged("meta.json does not match its checksum")
         if meta.get("format") != FORMAT or meta.get("stage") != stage or meta.get("signature") != signature:
             raise CacheDamaged("meta.json belongs to another stage, signature or cache format")
+        _check_meta_shape(meta)
         data = self._read_verified(path / "rejected.arrow", meta["files"]["rejected.arrow"])
         try:
             rejected = pl.read_ipc(io.BytesIO(data))
@@ -199,6 +200,27 @@ class StageCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, path)
         return {c: ColumnRef(e, h) for c, e, h in columns}
+
+
+def _check_meta_shape(meta: dict) -> None:
+    """A meta.json whose checksum matches was still written by some version of this code;
+    everything the runner reads from it must be there, with the right types."""
+    def need(ok) -> None:
+        if not ok:
+            raise CacheDamaged("meta.json is incomplete")
+
+    try:
+        files = meta["files"]
+        for name in ("kept.arrow", "rejected.arrow"):
+            need(isinstance(files[name]["bytes"], int) and isinstance(files[name]["xxh3_128"], str))
+        need(isinstance(meta["rows"], int) and isinstance(meta.get("stats", {}), dict))
+        for col in meta["columns"]:
+            need(len(col) == 3 and all(isinstance(x, str) for x in col))
+        for counts in meta["funnel"].values():
+            need(all(isinstance(counts[k], int) for k in ("in", "kept", "rejected")))
+            need(isinstance(counts["reasons"], dict))
+    except (KeyError, TypeError, AttributeError):
+        raise CacheDamaged("meta.json is incomplete") from None
 
 
 def pid_alive(pid: int) -> bool:

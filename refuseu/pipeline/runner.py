@@ -219,6 +219,13 @@ class Pipeline:
         that holds them (``previous`` is the future of the input's own write)."""
         if previous is not None:
             upstream_columns = previous.result()
-        return self.cache.write(self._dir(i), stage=self.stages[i].name, signature=self.signatures()[i],
-                                kept=res.kept, rejected=res.rejected, funnel=funnel, stats=res.stats,
-                                upstream=upstream, upstream_columns=upstream_columns)
+        try:
+            return self.cache.write(self._dir(i), stage=self.stages[i].name, signature=self.signatures()[i],
+                                    kept=res.kept, rejected=res.rejected, funnel=funnel, stats=res.stats,
+                                    upstream=upstream, upstream_columns=upstream_columns)
+        except OSError as e:
+            # The cache saves time; a build goes on without it (the next build recomputes).
+            self.reporter.warn(f"could not write the cache entry for stage {self.stages[i].name} "
+                               f"({e.strerror or type(e).__name__}: {e.filename or self.cache.root}): "
+                               "continuing without it")
+            return None

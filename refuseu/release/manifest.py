@@ -38,8 +38,18 @@ def file_hashes(root: Path) -> dict[str, dict]:
     return out
 
 
+def content_checksum(manifest: dict) -> str:
+    """sha256 of the manifest's own content (every key but ``content_sha256``), so that an
+    edited or damaged manifest is caught like any other file."""
+    body = {k: v for k, v in manifest.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                          .encode("utf-8")).hexdigest()
+
+
 def write_manifest(root: Path, manifest: dict) -> None:
+    manifest = {k: v for k, v in manifest.items() if k != "content_sha256"}
     manifest = {**manifest, "files": file_hashes(root)}
+    manifest["content_sha256"] = content_checksum(manifest)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n",
                                         encoding="utf-8")
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from refuseu.errors import ReleaseDamagedError
-from refuseu.release.manifest import sha256_file
+from refuseu.release.manifest import content_checksum, sha256_file
 
-REQUIRED_KEYS = ("name", "version", "build_signature", "files", "counts", "languages")
+REQUIRED_KEYS = ("name", "version", "build_signature", "files", "counts", "languages", "content_sha256")
 
 
 @dataclass
@@ -63,6 +63,8 @@ def _load_manifest(root: Path) -> tuple[dict | None, str | None]:
     absent = [k for k in REQUIRED_KEYS if k not in m]
     if absent:
         return None, f"incomplete (no {', '.join(absent)})"
+    if m["content_sha256"] != content_checksum(m):
+        return None, "edited or damaged (its content does not match its content_sha256)"
     files = m["files"]
     if not isinstance(files, dict) or not all(
             isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("bytes"), int)
@@ -88,13 +90,14 @@ def verify_release(release: str | Path, *, hub_snapshot: bool = False) -> Verifi
     v.manifest, v.manifest_error = manifest, err
     skip = {"manifest.json", *(HUB_FILES if hub_snapshot else ())}
     on_disk = sorted(rel for rel in (p.relative_to(root).as_posix() for p in root.rglob("*")
-                                     if p.is_file() or p.is_symlink())
+                                     if p.is_symlink() or not p.is_dir())
                      if rel not in skip and not (hub_snapshot and rel.startswith(".cache/")))
     listed = manifest["files"] if manifest else {}
     for rel in on_disk:
         p = root / rel
-        if (p.is_symlink() and not hub_snapshot) or not p.is_file():
-            v.changed.append(rel)
+        regular = p.is_file() and (hub_snapshot or not p.is_symlink())  # never open a FIFO or device
+        if not regular:
+            (v.changed if rel in listed else v.extra).append(rel)
             continue
         try:
             v.files[rel] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
