@@ -183,6 +183,7 @@ CACHE_DAMAGE = {
         _entry(b, "split").joinpath("meta.json").read_text().replace('"rows": ', '"rows": 1', 1)),
     "meta_deleted": lambda b: _entry(b, "qe").joinpath("meta.json").unlink(),
     "rejected_garbled": lambda b: flip(_entry(b, "lid_response") / "rejected.arrow", 100, 32),
+    "referenced_entry_flipped": lambda b: flip(_entry(b, "translate") / "kept.arrow", 300, 8),
     "meta_incomplete_valid_checksum": lambda b: _rewrite_meta(_entry(b, "split"), lambda m: m.pop("funnel")),
     "entry_is_a_file": lambda b: [shutil.rmtree(_entry(b, "normalize")),
                                   (b / "stages" / "01-normalize" / "x").write_text("")],
@@ -204,6 +205,8 @@ def test_damaged_stage_cache_is_recomputed(reference12, tmp_path, kind):
         assert "item cache" not in res.stderr
     elif kind not in ("meta_deleted", "kept_deleted", "entry_is_a_file"):
         assert "damaged" in res.stderr and "recomputing" in res.stderr, res.stderr
+    if kind == "referenced_entry_flipped":  # the entry that holds the column is named, once
+        assert res.stderr.count("damaged") == 1 and "stage translate damaged" in res.stderr, res.stderr
     # The rebuilt cache is whole again: a second rebuild is served from it without warnings.
     shutil.rmtree(tmp_path / "r")
     res = cli_run(["build", "--build-dir", "b", "--out", "r", "--json"], cwd=tmp_path, check=True)

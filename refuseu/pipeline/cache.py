@@ -35,7 +35,12 @@ COMPRESSION = "zstd"
 
 
 class CacheDamaged(Exception):
-    """A cache entry that cannot be trusted: missing, unreadable or failing its checksum."""
+    """A cache entry that cannot be trusted: missing, unreadable or failing its checksum.
+    ``entry`` names the damaged entry (relative to ``stages/``) when it is not the one read."""
+
+    def __init__(self, message: str, *, entry: str | None = None):
+        super().__init__(message)
+        self.entry = entry
 
 
 def file_checksum(data: bytes) -> str:
@@ -145,15 +150,16 @@ class StageCache:
             try:
                 data = path.read_bytes()
             except OSError as e:
-                raise CacheDamaged(f"{where}/kept.arrow unreadable ({e.strerror or type(e).__name__})") from None
+                raise CacheDamaged(f"kept.arrow unreadable ({e.strerror or type(e).__name__})",
+                                   entry=where) from None
             if file_checksum(data) != info["xxh3_128"] or (info["bytes"] is not None and len(data) != info["bytes"]):
-                raise CacheDamaged(f"{where}/kept.arrow does not match its checksum")
+                raise CacheDamaged("kept.arrow does not match its checksum", entry=where)
             if not cols:
                 continue
             try:
                 df = pl.read_ipc(io.BytesIO(data), columns=cols)
             except Exception as e:
-                raise CacheDamaged(f"{where}/kept.arrow unreadable ({type(e).__name__})") from None
+                raise CacheDamaged(f"kept.arrow unreadable ({type(e).__name__})", entry=where) from None
             parts.update({c: df.get_column(c) for c in cols})
         heights = {s.len() for s in parts.values()}
         if len(heights) > 1 or (heights and heights.pop() != entry.meta["rows"]):

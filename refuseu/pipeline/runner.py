@@ -124,8 +124,14 @@ class Pipeline:
             try:
                 return entries, self.cache.load_kept(entries[-1]), entries[-1].columns
             except CacheDamaged as e:
-                self._damaged(len(entries) - 1, e)
-                entries.pop()
+                # The damaged file may be an earlier entry's (a referenced column): that entry
+                # is reported, and it and every later one are computed again.
+                k = next((i for i in range(len(entries)) if self.cache.rel(self._dir(i)) == e.entry),
+                         len(entries) - 1)
+                self._damaged(k, e)
+                for j in range(k + 1, len(entries)):
+                    self.cache.discard(self._dir(j))
+                del entries[k:]
         return [], pl.DataFrame(), {}
 
     def _damaged(self, i: int, err: CacheDamaged) -> None:
