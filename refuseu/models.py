@@ -77,12 +77,15 @@ def check_models(recipe: Recipe) -> list[ModelNeed]:
     return needs
 
 
-def pull_models(recipe: Recipe, *, report=print) -> list[ModelNeed]:
+def pull_models(recipe: Recipe, *, report=print, extra: list[str] | None = None,
+                only_extra: bool = False) -> list[ModelNeed]:
     """Download every Hub model the recipe needs into the Hugging Face cache (and convert
-    MT models for CTranslate2 when that engine is configured)."""
+    MT models for CTranslate2 when that engine is configured). ``extra``: more Hub models
+    (e.g. the chat model ``refuseu validate --model`` trains); with ``only_extra`` just those."""
     from pathlib import Path
 
-    needs = required_models(recipe)
+    needs = [] if only_extra else required_models(recipe)
+    needs += [ModelNeed("validate", "hf", m, []) for m in dict.fromkeys(extra or [])]
     for need in needs:
         if need.status == "bundled" or Path(need.model).expanduser().exists():
             need.status = need.status if need.status == "bundled" else "ok"
@@ -128,6 +131,7 @@ def download_error(need: ModelNeed, e: BaseException, *, revision: str | None = 
                                         OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 
     what = f"cannot download model '{need.model}' (stage {need.stage})"
+    pull = "refuseu models pull" + (f" --model {need.model}" if need.stage == "validate" else "")
     local = "or give a local model folder (--translator-model / translate.model, qe.model, respond.generator)"
     offline_vars = [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
                     if os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")]
@@ -135,7 +139,7 @@ def download_error(need: ModelNeed, e: BaseException, *, revision: str | None = 
         names = ", ".join(f"{v}=1" for v in offline_vars) or "HF_HUB_OFFLINE=1"
         return ModelUnavailableError(
             f"{what}: offline mode is on ({names}) and the model is not in the local Hugging Face cache",
-            hint=f"unset {' and '.join(offline_vars) or 'HF_HUB_OFFLINE'} and run `refuseu models pull` again "
+            hint=f"unset {' and '.join(offline_vars) or 'HF_HUB_OFFLINE'} and run `{pull}` again "
                  f"with network access, {local}")
     if isinstance(e, GatedRepoError):
         return ModelUnavailableError(f"{what}: the model is gated and this account has no access",

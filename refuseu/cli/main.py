@@ -52,7 +52,11 @@ def cli():
 @click.option("--generator", default=None, help="Model (Hub id or folder) for compliant answers (rejected).")
 @click.option("--helpful-generator", default=None, help="Model for helpful answers to benign prompts (chosen).")
 @click.option("--bump", type=click.Choice(["patch", "minor", "major"]), default=None,
-              help="Release as the next patch/minor/major version after the highest one in --out.")
+              help="Release as the next patch/minor/major version after the highest one in --out; its test "
+                   "and train prompts stay test and train (unless --keep-test-from says otherwise).")
+@click.option("--keep-test-from", default=None,
+              help="A previous release (folder or hf:OWNER/NAME@REV) whose test prompts stay test and train "
+                   "prompts stay train; 'none' to split afresh.")
 @click.option("--repair", is_flag=True,
               help="Rewrite a damaged release of this version from the cache (same recipe and version only).")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=None,
@@ -60,7 +64,7 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
-          generator, helpful_generator, bump, repair, lock_timeout, as_json, quiet):
+          generator, helpful_generator, bump, keep_test_from, repair, lock_timeout, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
@@ -75,10 +79,13 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
                                                            ("build_dir", "--build-dir", build_dir)) if v is not None})
     check_sources(recipe.sources)  # before anything is created or run
     if bump:
-        from refuseu.build import next_version
+        from refuseu.build import bumped
         if version:
             raise click.UsageError("give --version or --bump, not both")
-        recipe = recipe.model_copy(update={"version": next_version(recipe, bump)})
+        recipe = bumped(recipe, bump)
+    if keep_test_from:
+        keep = None if keep_test_from.lower() == "none" else keep_test_from
+        recipe = recipe.model_copy(update={"split": recipe.split.model_copy(update={"keep_test_from": keep})})
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
     summary = run_build(recipe, reporter=reporter, repair=repair, lock_timeout=lock_timeout)
@@ -180,12 +187,16 @@ def models_check(recipe_path, langs, translator, translator_model):
 
 @models.command("pull")
 @_model_options
-def models_pull(recipe_path, langs, translator, translator_model):
+@click.option("--model", "extra_models", multiple=True,
+              help="Also download this Hub model (e.g. the chat model for `refuseu validate --model`); repeatable.")
+def models_pull(recipe_path, langs, translator, translator_model, extra_models):
     """Download the models a recipe needs into the Hugging Face cache (and convert for CTranslate2)."""
     from refuseu.models import pull_models
 
     _print_needs(pull_models(_recipe(recipe_path, langs=langs, translator=translator,
-                                     translator_model=translator_model), report=click.echo))
+                                     translator_model=translator_model), report=click.echo,
+                             extra=list(extra_models), only_extra=bool(extra_models) and recipe_path is None
+                             and not (langs or translator or translator_model)))
 
 
 @cli.command()
@@ -248,7 +259,8 @@ def judge(file, out, classifier, lexicons, threshold):
     from refuseu.commands.judge import judge_file
 
     stats = judge_file(file, out, classifier=classifier, lexicons=list(lexicons), threshold=threshold)
-    click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}", err=True)
+    unjudged = f"; no verdict (no lexicon): {stats['unjudged']}" if stats.get("unjudged") else ""
+    click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}{unjudged}", err=True)
 
 
 @cli.command()

@@ -21,12 +21,30 @@ def judge_file(path: str | Path, out: str | Path, *, classifier: str | None = No
         except InputError as e:
             raise InputError(e.message, file=str(path), line=n, field="lang", hint=e.hint) from None
     det = RefusalDetector(folders=lexicons, classifier=classifier)
+    # A language without a lexicon would be judged by the English cues alone, which misses
+    # most refusals: without a classifier its rows get no verdict (is_refusal: null).
+    no_lexicon = sorted({r["lang"] for r in rows if r["lang"] != "en" and not det.lexicons(r["lang"])})
+    if no_lexicon:
+        counts = {lang: sum(r["lang"] == lang for r in rows) for lang in no_lexicon}
+        what = ", ".join(f"{lang} ({n} row{'s' if n != 1 else ''})" for lang, n in counts.items())
+        if classifier:
+            print(f"warning: no refusal lexicon for {what}: judged by the classifier and English cues only",
+                  file=sys.stderr)
+        else:
+            print(f"warning: no refusal lexicon for {what}: is_refusal is null for those rows "
+                  f"(lexicons exist for {', '.join(det.languages())}; add <lang>.yaml with --lexicon DIR, "
+                  "or pass --classifier)", file=sys.stderr)
+    unjudged = set() if classifier else set(no_lexicon)
     verdicts = det.is_refusal([r["text"] for r in rows], [r["lang"] for r in rows], threshold=threshold)
     sink = sys.stdout if str(out) == "-" else open(out, "w", encoding="utf-8")
     try:
         for r, (flag, score) in zip(rows, verdicts):
-            sink.write(json.dumps({**r, "is_refusal": flag, "score": round(score, 4)}, ensure_ascii=False) + "\n")
+            if r["lang"] in unjudged:
+                flag, score = None, None
+            sink.write(json.dumps({**r, "is_refusal": flag, "score": None if score is None else round(score, 4)},
+                                  ensure_ascii=False) + "\n")
     finally:
         if sink is not sys.stdout:
             sink.close()
-    return {"rows": len(rows), "refusals": sum(f for f, _ in verdicts)}
+    judged = [f for r, (f, _) in zip(rows, verdicts) if r["lang"] not in unjudged]
+    return {"rows": len(rows), "refusals": sum(judged), "unjudged": len(rows) - len(judged)}

@@ -191,7 +191,15 @@ def run_validate(release: str | Path, cfg: ValidateConfig, *, report=print) -> d
         if not cfg.model:
             raise InputError("give --model ID|PATH, or --tiny", field="--model")
         from refuseu.engines.models import resolve_model_dir
-        model_dir, _ = resolve_model_dir(cfg.model, stage="validate", flag="--model")
+        from refuseu.errors import ModelUnavailableError
+        try:
+            model_dir, _ = resolve_model_dir(cfg.model, stage="validate", flag="--model")
+        except ModelUnavailableError as e:
+            if "not available locally" not in e.message:
+                raise
+            raise ModelUnavailableError(
+                e.message, hint=f"run `refuseu models pull --model {cfg.model}` to download it into the Hugging "
+                                "Face cache (needs network), or give a local folder with --model") from None
         model_label = cfg.model
     train = load_pairs(root, train_langs, "train")
     test = load_pairs(root, eval_langs, "test")

@@ -16,6 +16,9 @@ from refuseu.config import QeConfig
 from refuseu.errors import BuildError, ModelUnavailableError
 from refuseu.provenance import portable
 
+#: The way out when no COMET model can be had: the cheap checks alone.
+NO_MODEL = "or score without a model: `--qe none` (build) / `--scorer none` (score) keeps the cheap checks only"
+
 
 class ChrfRoundTrip:
     name = "chrf-roundtrip"
@@ -56,7 +59,7 @@ def resolve_comet_checkpoint(model: str) -> Path:
         if ckpt.exists():
             return ckpt
         raise ModelUnavailableError(f"COMET model folder '{model}' (stage qe) has no checkpoints/model.ckpt",
-                                    hint="give the folder of a downloaded COMET model or the .ckpt file")
+                                    hint="give the folder of a downloaded COMET model or the .ckpt file, " + NO_MODEL)
     if model.count("/") == 1 and not model.startswith((".", "~")):
         try:
             from huggingface_hub import snapshot_download
@@ -66,15 +69,15 @@ def resolve_comet_checkpoint(model: str) -> Path:
             raise ModelUnavailableError(
                 f"COMET model '{model}' (stage qe) is not available locally",
                 hint="run `refuseu models pull` (needs network; gated models such as wmt22-cometkiwi-da also "
-                     "need an accepted licence and HF_TOKEN), or give a local checkpoint with --qe-model / "
-                     "qe.model") from None
+                     "need an accepted licence and HF_TOKEN), give a local checkpoint with --qe-model / "
+                     "qe.model, " + NO_MODEL) from None
         ckpt = folder / "checkpoints" / "model.ckpt"
         if ckpt.exists():
             return ckpt
         raise ModelUnavailableError(f"COMET model '{model}' in the cache has no checkpoints/model.ckpt",
-                                    hint="download it again with `refuseu models pull`")
+                                    hint="download it again with `refuseu models pull`, " + NO_MODEL)
     raise ModelUnavailableError(f"COMET model '{model}' (stage qe) not found",
-                                hint="give a Hub id, a model folder or a .ckpt path with --qe-model / qe.model")
+                                hint="give a Hub id, a model folder or a .ckpt path with --qe-model / qe.model, " + NO_MODEL)
 
 
 class CometScorer:
@@ -101,7 +104,7 @@ class CometScorer:
             try:
                 import comet  # noqa: F401
             except ImportError:
-                raise BuildError("the comet scorer needs unbabel-comet", hint="pip install 'refuseu[qe]'") from None
+                raise BuildError("the comet scorer needs unbabel-comet", hint="pip install 'refuseu[qe]', " + NO_MODEL) from None
             self._ckpt = resolve_comet_checkpoint(self.model_id)
         return self._ckpt
 
@@ -119,7 +122,7 @@ class CometScorer:
                 raise ModelUnavailableError(
                     f"could not load COMET model '{self.model_id}' (stage qe): {type(e).__name__}: {e}",
                     hint="its encoder (e.g. xlm-roberta-large) must be in the Hugging Face cache too: run "
-                         "`refuseu models pull`") from None
+                         "`refuseu models pull`, " + NO_MODEL) from None
             self._model.eval()
         return self._model
 
