@@ -24,6 +24,7 @@ from refuseu.release.assemble import release_tables, write_parquet, write_tables
 from refuseu.release.card import render_card
 from refuseu.release.manifest import file_hashes, package_versions, read_manifest, write_manifest
 from refuseu.provenance import portable
+from refuseu.release.splits import release_splits
 from refuseu.release.verify import verify_release
 from refuseu.signatures import signature_of
 from refuseu.stages.base import Stage
@@ -62,7 +63,8 @@ def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
         SourcesStage(recipe.sources),
         NormalizeStage(recipe.normalize),
         DedupStage(recipe.dedup, seed=recipe.seed),
-        SplitStage(recipe.split, seed=recipe.seed),
+        SplitStage(recipe.split, seed=recipe.seed,
+                   pinned=release_splits(recipe.split.keep_test_from) if recipe.split.keep_test_from else None),
         translate,
         QeStage(recipe.qe, languages=languages, cache_dir=recipe.build_dir, back_translator=translate.engine),
         LidStage(recipe.lid, languages=languages, fields=("prompt",), name="lid_prompt"),
@@ -231,6 +233,18 @@ def next_version(recipe: Recipe, part: str) -> str:
     return bump_version(max(versions, key=_semver), part)
 
 
+def bumped(recipe: Recipe, part: str) -> Recipe:
+    """The recipe released as its next ``part`` version. Unless the recipe names a release to
+    keep the split of, the highest version already in ``release.out`` is that release: its
+    test prompts stay test and its train prompts stay train."""
+    update: dict = {"version": next_version(recipe, part)}
+    released = existing_versions(recipe.release.out, recipe.name)
+    if recipe.split.keep_test_from is None and released:
+        keep = str(Path(recipe.release.out) / f"{recipe.name}-v{released[-1]}")
+        update["split"] = recipe.split.model_copy(update={"keep_test_from": keep})
+    return recipe.model_copy(update=update)
+
+
 def _previous(recipe: Recipe) -> dict | None:
     older = [v for v in existing_versions(recipe.release.out, recipe.name) if _semver(v) < _semver(recipe.version)]
     if not older:
@@ -248,7 +262,10 @@ def _engine_summary(recipe: Recipe, sources: list[dict]) -> dict:
         "sources": ", ".join(s["label"] for s in sources),
         "dedup": f"exact + MinHash LSH (rensa, {recipe.dedup.num_perm} perms, threshold {recipe.dedup.threshold}, "
                  f"{recipe.dedup.shingle_words}-word shingles, near-duplicates: {recipe.dedup.near_action})",
-        "split": f"by group, stratified by kind/category, test_size {recipe.split.test_size}, seed {recipe.seed}",
+        "split": f"by group, stratified by kind/category (round-robin over attack styles), test_size "
+                 f"{recipe.split.test_size}, seed {recipe.seed}"
+                 + (f"; test and train prompts of {p(recipe.split.keep_test_from)} kept"
+                    if recipe.split.keep_test_from else ""),
         "translate": "translation memory (" + ", ".join(p(list(tr.memory))) + ")"
                      + (f" then {tr.engine}" if tr.engine else ""),
         "qe": (f"cheap checks + {recipe.qe.scorer}" + (f" ({recipe.qe.mode}, {p(recipe.qe.default_model())})"

@@ -82,9 +82,12 @@ class DedupConfig(Section):
 
 class SplitConfig(Section):
     test_size: Union[int, float] = Field(
-        2, description="per (kind, category): groups in test (int) or share of groups (float < 1)")
+        0.25, description="per (kind, category): share of groups in test (float < 1) or a number of groups (int)")
     per_category: dict[str, Union[int, float]] = Field(default_factory=dict,
                                                        description="overrides of test_size by category")
+    keep_test_from: str | None = Field(
+        None, description="a previous release (folder or hf:owner/name@rev) whose test prompts stay test and train "
+                          "prompts stay train (with their near-duplicates); new prompts are split afresh")
 
     @field_validator("test_size")
     @classmethod

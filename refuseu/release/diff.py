@@ -67,6 +67,12 @@ def diff_releases(old: str, new: str) -> dict:
             "removed_ids": sorted(removed["pair_id"].to_list())[:50],
             "changed_ids": sorted(changed["pair_id"].to_list())[:50]}
 
+    # Contamination across versions: a test prompt of OLD that NEW trains on.
+    old_test = set(a.filter(pl.col("split") == "test")["prompt_id"].to_list()) if a.height else set()
+    new_train = set(b.filter(pl.col("split") == "train")["prompt_id"].to_list()) if b.height else set()
+    leaked = sorted(old_test & new_train)
+    out["test_to_train"] = {"count": len(leaked), "prompt_ids": leaked[:50]}
+
     def counts(df: pl.DataFrame, col: str) -> dict:
         return {str(k): n for k, n in df.group_by(col).len().sort(col, nulls_last=True).iter_rows()} if df.height else {}
 
@@ -81,7 +87,16 @@ def diff_releases(old: str, new: str) -> dict:
 
 
 def format_diff(d: dict) -> str:
-    lines = [f"{d['old']} -> {d['new']}", "", "rows (by pair id):"]
+    lines = [f"{d['old']} -> {d['new']}", ""]
+    leaked = d.get("test_to_train", {}).get("count", 0)
+    if leaked:
+        import click
+
+        lines += [click.style(f"warning: {leaked} test prompt(s) of {d['old']} are training data in {d['new']}: "
+                              "models trained on the new release have seen them (keep the split with "
+                              "split.keep_test_from / --keep-test-from)", fg="red", bold=True),
+                  "  " + ", ".join(d["test_to_train"]["prompt_ids"][:10]) + (" ..." if leaked > 10 else ""), ""]
+    lines += ["rows (by pair id):"]
     for key, c in d["configs"].items():
         lines.append(f"  {key:<24} +{c['added']:<6} -{c['removed']:<6} ~{c['changed']}")
     for col, sides in d["counts"].items():
