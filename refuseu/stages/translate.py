@@ -69,6 +69,7 @@ class TranslateStage(Stage):
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         kept, rejects = [], []
+        lacking: dict[str, tuple[int, str]] = {}
         base = df.with_columns(**{c: pl.lit(None, dtype=t) for c, t in QUALITY_COLUMNS.items()})
         for lang in self.languages:
             if lang == "en":
@@ -95,13 +96,18 @@ class TranslateStage(Stage):
                                      engine=pl.Series(engine, dtype=pl.String),
                                      engine_revision=pl.Series(revision, dtype=pl.String))
             missing = rows.filter(pl.col("prompt").is_null())
-            if missing.height and self.config.on_missing == "error":
-                example = missing.get_column("text").head(1).to_list()[0]
-                raise BuildError(
-                    f"{missing.height} prompt(s) have no translation into '{lang}' and no engine can make "
-                    f"one (first: {example[:80]!r})",
-                    hint="configure an MT engine (translate.engine / --translator), extend the translation "
-                         "memory, or set translate.on_missing: reject to drop them with reason 'untranslated'")
+            if missing.height:
+                lacking[lang] = (missing.height, missing.get_column("text").head(1).to_list()[0])
             rejects.append(self.reject(missing, "untranslated", f"no translation into {lang}"))
             kept.append(rows.filter(pl.col("prompt").is_not_null()))
+        if lacking and self.config.on_missing == "error":
+            # Every language at once: fixing one and meeting the next on the rerun wastes a build.
+            listed = ", ".join(f"{lang} {n}" for lang, (n, _) in lacking.items())
+            first = next(iter(lacking.values()))[1]
+            raise BuildError(
+                f"prompts without a translation, and no engine can make one: {listed} (of {df.height} "
+                f"prompts; first: {first[:80]!r})",
+                hint="configure an MT engine (translate.engine / --translator), add a translation memory "
+                     "(translate.memory: a folder of <lang>.jsonl with source/target, or the output of "
+                     "`refuseu translate`), or set translate.on_missing: reject to drop them ('untranslated')")
         return StageResult(kept=pl.concat(kept, how="vertical"), rejected=concat_rejects(rejects))

@@ -1,7 +1,14 @@
 """Translation memory: exact matches of normalized English source text.
 
-A memory is ``seed`` (the reference translations shipped with the package) or a folder
-holding ``<lang>.jsonl`` / ``<lang>.parquet`` files with ``source`` and ``target`` columns.
+A memory is one of
+
+- ``seed``: the reference translations shipped with the package;
+- a folder holding ``<lang>.jsonl`` / ``<lang>.parquet`` files with ``source`` (English) and
+  ``target`` columns;
+- one ``.jsonl`` / ``.parquet`` file with a ``lang`` column and ``source``/``target``, or
+  ``text``/``translation`` (the output of ``refuseu translate``, usable as it is; rows
+  without a translation are skipped).
+
 Later memories in the list win over earlier ones for the same source text.
 """
 
@@ -26,21 +33,48 @@ class TranslationMemory:
 
     def __init__(self, memories: list[str]):
         self.memories = memories
-        self._dirs = [seed_memory_dir() if m == "seed" else Path(m) for m in memories]
-        for d, m in zip(self._dirs, memories):
-            if not d.is_dir():
-                raise InputError("translation memory folder not found", file=m,
-                                 field="translate.memory",
-                                 hint="give 'seed' or a folder of <lang>.jsonl/.parquet files (source, target)")
+        entries = [seed_memory_dir() if m == "seed" else Path(m) for m in memories]
+        for d, m in zip(entries, memories):
+            if not (d.is_dir() or (d.is_file() and d.suffix in (".jsonl", ".parquet"))):
+                raise InputError("translation memory not found", file=m, field="translate.memory",
+                                 hint="give 'seed', a folder of <lang>.jsonl/.parquet files (source, target), "
+                                      "or a .jsonl/.parquet file with lang, source, target columns (the output "
+                                      "of `refuseu translate` works as it is)")
+        self._entries = entries
+        self._single: dict[Path, pl.DataFrame] = {}
         self._tables: dict[str, dict[str, str]] = {}
 
+    def _single_file(self, f: Path) -> pl.DataFrame:
+        """A one-file memory as (lang, source, target) rows."""
+        if f not in self._single:
+            try:
+                df = pl.read_ndjson(f, infer_schema_length=None) if f.suffix == ".jsonl" else pl.read_parquet(f)
+            except Exception as e:
+                raise InputError(f"translation memory is not readable ({type(e).__name__})", file=str(f),
+                                 field="translate.memory") from None
+            src = "source" if "source" in df.columns else "text"
+            tgt = "target" if "target" in df.columns else "translation"
+            missing = [c for c in ("lang", src, tgt) if c not in df.columns]
+            if missing:
+                raise InputError(f"translation memory lacks columns {missing}", file=str(f),
+                                 field="translate.memory",
+                                 hint="each row needs lang, source (English) and target; or lang, text and "
+                                      "translation as `refuseu translate` writes them")
+            self._single[f] = df.select(pl.col("lang").cast(pl.String), source=pl.col(src).cast(pl.String),
+                                        target=pl.col(tgt).cast(pl.String)).drop_nulls()
+        return self._single[f]
+
     def _files(self, lang: str) -> list[Path]:
+        """In memory order: per-language files of folders, and one-file memories holding ``lang``."""
         out = []
-        for d in self._dirs:
-            for ext in ("jsonl", "parquet"):
-                f = d / f"{lang}.{ext}"
-                if f.exists():
-                    out.append(f)
+        for d in self._entries:
+            if d.is_dir():
+                for ext in ("jsonl", "parquet"):
+                    f = d / f"{lang}.{ext}"
+                    if f.exists():
+                        out.append(f)
+            elif self._single_file(d).filter(pl.col("lang") == lang).height:
+                out.append(d)
         return out
 
     def covers(self, lang: str) -> bool:
@@ -48,16 +82,21 @@ class TranslationMemory:
 
     def signature(self) -> dict:
         files = {}
-        for d in self._dirs:
-            for f in sorted(d.glob("*.jsonl")) + sorted(d.glob("*.parquet")):
-                files[f"{d.name}/{f.name}"] = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        for d in self._entries:
+            found = sorted(d.glob("*.jsonl")) + sorted(d.glob("*.parquet")) if d.is_dir() else [d]
+            for f in found:
+                key = f"{d.name}/{f.name}" if d.is_dir() else f.name
+                files[key] = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
         return {"engine": "tm", "files": files}
 
     def table(self, lang: str) -> dict[str, str]:
         if lang not in self._tables:
             merged: dict[str, str] = {}
             for f in self._files(lang):
-                df = pl.read_ndjson(f) if f.suffix == ".jsonl" else pl.read_parquet(f)
+                if f in self._entries:  # a one-file memory
+                    df = self._single_file(f).filter(pl.col("lang") == lang).select("source", "target")
+                else:
+                    df = pl.read_ndjson(f) if f.suffix == ".jsonl" else pl.read_parquet(f)
                 missing = {"source", "target"} - set(df.columns)
                 if missing:
                     raise InputError(f"translation memory lacks columns {sorted(missing)}", file=str(f),
