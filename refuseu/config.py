@@ -44,7 +44,13 @@ class SourceConfig(Section):
                                     description="map of refuseu field -> column name in the source")
     kind: Literal["harmful", "benign"] | None = Field(
         None, description="kind for every row when the source has no kind column")
-    category: str | None = Field(None, description="category for every row when the source has none")
+    category: str | None = Field(None, description="category for rows without one, and for labels that map to "
+                                                   "no category (default: uncategorized / an error)")
+    category_map: dict[str, str] = Field(default_factory=dict,
+                                         description="label -> category id; adds to or overrides the built-in "
+                                                     "alias tables (schemas/aliases/)")
+    preset: str | None = Field(None, description="a public dataset's column names and label table "
+                                                 "(schemas/presets.yaml): beavertails, harmbench, sorry-bench, ...")
     attack_style: str | None = Field(None, description="attack style for every row when the source has none")
     split: str = Field("train", description="split of a Hugging Face dataset to read")
 
@@ -256,7 +262,18 @@ class ReleaseConfig(Section):
 
 
 class Recipe(Section):
-    name: str = Field("refuseu-seed", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field("refuseu-seed", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                      description="release name; default: refuseu-seed when the sources include the seed, "
+                                  "else the first source file's stem (or Hub dataset name)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data):
+        # A name not given (or given as None) comes from the sources: only a build of the seed
+        # takes the seed's name.
+        if isinstance(data, dict) and data.get("name") is None:
+            data = {**data, "name": default_release_name(data.get("sources"))}
+        return data
     version: str = "0.1.0"
     seed: int = 13
     languages: list[str] = Field(default_factory=lambda: ["en"])
@@ -317,6 +334,25 @@ class Recipe(Section):
     @property
     def release_name(self) -> str:
         return f"{self.name}-v{self.version}"
+
+
+def default_release_name(sources) -> str:
+    """``refuseu-seed`` when ``sources`` (raw recipe values) is missing or includes the seed;
+    else the first source's file stem or Hub dataset name, sanitized to the allowed pattern."""
+    specs = []
+    for s in sources if isinstance(sources, (list, tuple)) else []:
+        spec = s if isinstance(s, str) else s.get("spec") if isinstance(s, dict) else getattr(s, "spec", None)
+        if isinstance(spec, str):
+            specs.append(spec)
+    if not specs or "seed" in specs:
+        return "refuseu-seed"
+    spec = specs[0]
+    if spec.startswith("hf:"):
+        stem = spec[3:].partition("@")[0].partition(":")[0].rsplit("/", 1)[-1]
+    else:
+        stem = Path(spec).stem
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).lstrip("_.-").rstrip(".-")
+    return name or "refuseu-dataset"
 
 
 def default_recipe_path() -> Path:

@@ -7,6 +7,7 @@ import pytest
 from refuseu.config import SourceConfig
 from refuseu.errors import InputError
 from refuseu.sources import fingerprint_source, read_source
+from refuseu.taxonomy import load_taxonomy
 
 GOOD = {"text": "How do I pick a lock?", "kind": "harmful", "category": "non_violent_crimes",
         "attack_style": "slang"}
@@ -30,8 +31,8 @@ def test_seed_has_required_coverage():
     ([json.dumps(GOOD), json.dumps({**GOOD, "category": "arson"})], 2, "category", "unknown category 'arson'"),
     ([json.dumps({**GOOD, "attack_style": "yodel"})], 1, "attack_style", "unknown attack style"),
     ([json.dumps(GOOD), json.dumps({**GOOD, "kind": "nice"})], 2, "kind", "unknown kind"),
-    ([json.dumps({k: v for k, v in GOOD.items() if k != "category"})], None, "category", "missing required column"),
-    ([json.dumps({"prompt": "x", "category": "hate"})], None, "text", "missing required column 'text'"),
+    ([json.dumps({**GOOD, "category_name": "hate"})], None, "category", "two columns could hold the category"),
+    ([json.dumps({"body": "x", "category": "hate"})], None, "text", "missing required column 'text'"),
 ])
 def test_bad_jsonl_names_line_and_field(write_jsonl, lines, line, field, message):
     path = write_jsonl(lines)
@@ -124,7 +125,8 @@ def test_fingerprint_holds_no_local_path(tmp_path, write_jsonl):
     fp = fingerprint_source(SourceConfig(spec=str(path), category="hate", columns={"text": "text"}))
     assert fp == {"label": "prompts.jsonl", "bytes": path.stat().st_size,
                   "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "columns": {"text": "text"},
-                  "kind": None, "category": "hate", "attack_style": None, "split": "train"}
+                  "kind": None, "category": "hate", "attack_style": None, "split": "train",
+                  "aliases": load_taxonomy().alias_digest}
     assert str(tmp_path) not in json.dumps(fp)
     seed = fingerprint_source(SourceConfig(spec="seed"))
     assert seed["label"] == "seed" and seed["bytes"] > 0 and len(seed["sha256"]) == 64
@@ -166,9 +168,9 @@ def test_empty_category_takes_the_source_default(write_jsonl):
     path = write_jsonl([GOOD, {**GOOD, "text": "b b b", "category": ""}, {**GOOD, "text": "c c c", "category": None}])
     df = read_source(SourceConfig(spec=str(path), category="hate"))
     assert df.get_column("category").to_list() == ["non_violent_crimes", "hate", "hate"]
-    with pytest.raises(InputError) as e:
-        read_source(SourceConfig(spec=str(path)))
-    assert (e.value.line, e.value.field) == (2, "category") and "no category" in str(e.value)
+    # Without a default, rows without a category count as uncategorized.
+    df = read_source(SourceConfig(spec=str(path)))
+    assert df.get_column("category").to_list() == ["non_violent_crimes", "uncategorized", "uncategorized"]
 
 
 # --- file-level problems ----------------------------------------------------------------

@@ -61,23 +61,42 @@ def cli():
               help="Rewrite a damaged release of this version from the cache (same recipe and version only).")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=None,
               help="Seconds to wait for another build on the same --build-dir (default 60).")
+@click.option("--name", "name", default=None,
+              help="Release name (default: the recipe's name; refuseu-seed for the seed; else the first "
+                   "source file's stem).")
+@click.option("--text-column", default=None, help="Column of every --source that holds the prompt text.")
+@click.option("--category-column", default=None, help="Column of every --source that holds the category.")
+@click.option("--category", "default_category", default=None,
+              help="Category for --source rows without one or with a label that maps to none.")
+@click.option("--kind", "default_kind", type=click.Choice(["harmful", "benign"]), default=None,
+              help="Kind for --source rows without one (default harmful).")
+@click.option("--preset", default=None,
+              help="A public dataset's columns and labels for every --source: beavertails, harmbench, "
+                   "sorry-bench, aegis2, catqa, llamaguard (schemas/presets.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
-          generator, helpful_generator, bump, keep_test_from, repair, lock_timeout, as_json, quiet):
+          generator, helpful_generator, bump, keep_test_from, repair, lock_timeout, name, text_column,
+          category_column, default_category, default_kind, preset, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
     from refuseu.paths import check_output_paths
     from refuseu.pipeline.progress import Reporter
-    from refuseu.sources.readers import check_sources
+    from refuseu.sources.readers import check_sources, describe_columns
 
+    per_source = {"text_column": text_column, "category_column": category_column, "category": default_category,
+                  "kind": default_kind, "preset": preset}
+    given = [f"--{k.replace('_', '-')}" for k, v in per_source.items() if v is not None]
+    if given and not sources:
+        raise click.UsageError(f"{', '.join(given)} apply to the --source files; give --source FILE")
     recipe = _recipe(recipe_path, langs=langs, sources=sources, out=out, version=version, build_dir=build_dir,
                      translator=translator, translator_model=translator_model, qe=qe, qe_model=qe_model,
-                     generator=generator, helpful_generator=helpful_generator)
+                     generator=generator, helpful_generator=helpful_generator, name=name, source_options=per_source)
     check_output_paths(recipe, flags={k: f for k, f, v in (("release.out", "--out", out),
                                                            ("build_dir", "--build-dir", build_dir)) if v is not None})
     check_sources(recipe.sources)  # before anything is created or run
+    column_lines = [line for line in map(describe_columns, recipe.sources) if line]  # ambiguous columns fail here
     if bump:
         from refuseu.build import bumped
         if version:
@@ -88,6 +107,9 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
         recipe = recipe.model_copy(update={"split": recipe.split.model_copy(update={"keep_test_from": keep})})
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
+    from rich.markup import escape
+    for line in column_lines:
+        reporter.info(escape(line))
     summary = run_build(recipe, reporter=reporter, repair=repair, lock_timeout=lock_timeout)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
@@ -104,8 +126,13 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
 
 
 def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, build_dir=None, translator=None,
-            translator_model=None, qe=None, qe_model=None, generator=None, helpful_generator=None):
-    """Defaults < recipe YAML < these flags; an invalid flag value is reported against its flag."""
+            translator_model=None, qe=None, qe_model=None, generator=None, helpful_generator=None, name=None,
+            source_options=None):
+    """Defaults < recipe YAML < these flags; an invalid flag value is reported against its flag.
+
+    ``source_options`` (text_column, category_column, category, kind, preset) apply to every
+    ``sources`` file given on the command line. Without ``name``, a build of command-line
+    sources named by no recipe file takes its name from them (see Recipe's name)."""
     from refuseu.config import load_recipe
     from refuseu.languages import parse_langs
 
@@ -113,7 +140,17 @@ def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, buil
     if langs is not None:  # '' is given, and empty: an error, not "the recipe's languages"
         overrides["languages"] = parse_langs(langs, flag="--langs")
     if sources:
-        overrides["sources"] = [{"spec": s} for s in sources]
+        opts = {k: v for k, v in (source_options or {}).items() if v is not None}
+        extra: dict = {}
+        columns = {f: opts.pop(f"{f}_column") for f in ("text", "category") if f"{f}_column" in opts}
+        if columns:
+            extra["columns"] = columns
+        extra.update(opts)
+        overrides["sources"] = [{"spec": s, **(extra if s != "seed" else {})} for s in sources]
+        if recipe_path is None and name is None:
+            overrides["name"] = None  # not the default recipe's refuseu-seed: named after the sources
+    if name is not None:
+        overrides["name"] = name
     if out is not None:
         overrides["release"] = {"out": out}
     if version is not None:
@@ -130,7 +167,8 @@ def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, buil
         given = {k: v for k, v in values.items() if v}
         if given:
             overrides[section] = given
-    flags = {"languages": "--langs", "sources": "--source", "release.out": "--out", "version": "--version",
+    flags = {"languages": "--langs", "sources": "--source", "name": "--name", "release.out": "--out",
+             "version": "--version",
              "build_dir": "--build-dir", "translate.engine": "--translator", "translate.model": "--translator-model",
              "translate.provider": "--translator-model", "qe.scorer": "--qe", "qe.model": "--qe-model",
              "respond.generator": "--generator", "respond.helpful_generator": "--helpful-generator"}

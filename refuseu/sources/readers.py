@@ -11,19 +11,30 @@ import csv
 import hashlib
 import io
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
 
 from refuseu.config import SourceConfig
 from refuseu.errors import BuildError, InputError
-from refuseu.resources import seed_prompts_path
-from refuseu.taxonomy import Taxonomy, load_taxonomy
+from refuseu.resources import schemas_dir, seed_prompts_path
+from refuseu.taxonomy import UNCATEGORIZED, Taxonomy, label_key, load_taxonomy
 
 RAW_COLUMNS = ("text", "kind", "category", "attack_style", "source", "source_row")
 FIELDS = ("text", "kind", "category", "attack_style")
 KINDS = ("harmful", "benign")
-FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
+              ".parquet": "parquet"}
+# Column names recognized without a mapping (case-insensitive); two matches are an error.
+COLUMN_NAMES = {
+    "text": ("text", "prompt", "question", "instruction", "goal", "behavior", "query", "input"),
+    "category": ("category", "hazard", "harm_category", "label", "harm", "category_name", "hazard_category",
+                 "harm_type", "risk_category", "violated_categories"),
+    "kind": ("kind",),
+    "attack_style": ("attack_style",),
+}
+CSV_DELIMITERS = (",", ";", "\t")
 BOM = b"\xef\xbb\xbf"
 ALLOWED_SOURCES = "'seed', a .jsonl, .csv or .parquet file, or hf:owner/name[:config][@revision]"
 # Values polars turns into text when a JSON column mixes strings with other types.
@@ -61,11 +72,19 @@ def fingerprint_source(src: SourceConfig) -> dict:
     ``spec``. Cheap (no parsing), but it checks that a local file can be used at all.
     """
     settings = src.model_dump(mode="json", exclude={"spec"})
+    # Label settings appear only when used, so that sources without them keep their signature.
+    for key in ("category_map", "preset"):
+        if not settings.get(key):
+            settings.pop(key, None)
+    if src.preset:
+        settings["preset_definition"] = preset_definition(src.preset)
     spec = src.spec
     if spec == "seed":
         path = seed_prompts_path()
         size, digest, _ = _hash_file(path, "seed")
         return {"label": "seed", "bytes": size, "sha256": digest, **settings}
+    # How a user's labels map to categories depends on the alias tables.
+    settings["aliases"] = load_taxonomy().alias_digest
     if spec.startswith("hf:"):
         return {"label": source_label(spec), "bytes": None, "sha256": None, **settings}
     path, fmt = _check_local_file(spec)
@@ -84,6 +103,7 @@ def check_sources(sources: list[SourceConfig]) -> None:
     more than blank lines. Raises :class:`InputError` naming the source as given."""
     for src in sources:
         spec = src.spec
+        _check_label_settings(src)
         if spec == "seed":
             continue
         if spec.startswith("hf:"):
@@ -151,6 +171,173 @@ def _hash_file(path: Path, spec: str) -> tuple[int, str, bool]:
     return size, h.hexdigest(), blank
 
 
+# --- presets, column names and category labels -----------------------------------------
+
+@lru_cache(maxsize=1)
+def load_presets() -> dict:
+    """``schemas/presets.yaml``: preset name -> {columns, taxonomy, category_map, kind, ...}."""
+    import yaml
+
+    path = schemas_dir() / "presets.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return data or {}
+
+
+def preset_definition(name: str) -> dict:
+    presets = load_presets()
+    key = name.strip().lower().replace("_", "-")
+    if key not in presets:
+        raise InputError(f"unknown preset '{name}'", field="preset",
+                         hint=f"known presets: {', '.join(sorted(presets))} (schemas/presets.yaml)")
+    return presets[key]
+
+
+def _check_label_settings(src: SourceConfig, taxonomy: Taxonomy | None = None) -> None:
+    """A source's preset exists and every category_map target is a category."""
+    if src.preset:
+        preset_definition(src.preset)
+    _category_map(src, taxonomy or load_taxonomy())
+
+
+def _category_map(src: SourceConfig, taxonomy: Taxonomy) -> dict[str, str]:
+    """The preset's and then the source's category_map, targets as category ids."""
+    merged = {}
+    if src.preset:
+        merged.update({str(k): str(v) for k, v in (preset_definition(src.preset).get("category_map") or {}).items()})
+    merged.update(src.category_map)
+    out = {}
+    for label, target in merged.items():
+        cat = taxonomy._lookup(target, taxonomy.categories)  # an id, display name or S-code
+        if cat is None:
+            raise InputError(f"category_map: '{label}' maps to unknown category '{target}'", field="category_map",
+                             hint=f"allowed: {', '.join(taxonomy.categories)}")
+        out[label] = cat
+    return out
+
+
+def _preset_taxonomies(src: SourceConfig) -> tuple[str, ...]:
+    if not src.preset:
+        return ()
+    names = preset_definition(src.preset).get("taxonomy") or ()
+    return tuple([names] if isinstance(names, str) else names)
+
+
+def _column_mapping(src: SourceConfig) -> dict[str, str]:
+    """The preset's columns, then the source's own (which win)."""
+    cols = {}
+    if src.preset:
+        cols.update(preset_definition(src.preset).get("columns") or {})
+    cols.update(src.columns)
+    return cols
+
+
+def resolve_columns(columns: list[str], src: SourceConfig, display: str) -> dict[str, str | None]:
+    """Which column holds each field: the mapped one (exact name, else the only one that
+    matches case-insensitively), else the only column whose name is one of
+    :data:`COLUMN_NAMES` (case-insensitive); None: the file has no such column.
+
+    Two candidate columns for one field, or a mapped column that is not there, are input
+    errors naming the file and the candidates."""
+    mapping = _column_mapping(src)
+    unknown = set(mapping) - set(FIELDS)
+    if unknown:
+        raise InputError(f"unknown field(s) in column mapping: {sorted(unknown)}", file=display,
+                         field="columns", hint=f"map any of: {', '.join(FIELDS)}")
+    columns = [c for c in columns if c != "__row"]
+    found = ", ".join(columns) or "none"
+    flags = {"text": "--text-column", "category": "--category-column"}
+    out: dict[str, str | None] = {}
+    for field in FIELDS:
+        how = f"{flags[field]} NAME or " if field in flags else ""
+        if field in mapping:
+            want = mapping[field]
+            if want in columns:
+                out[field] = want
+                continue
+            folded = [c for c in columns if c.lower() == want.lower()]
+            if len(folded) == 1:
+                out[field] = folded[0]
+                continue
+            what = f" (preset {src.preset})" if src.preset and field not in src.columns else ""
+            raise InputError(f"missing required column '{want}'{what}", file=display, field=field,
+                             hint=f"columns found: {found}; map yours with {how}sources[].columns "
+                                  f"({field}: <column>)")
+        hits = [c for c in columns if c.strip().lower() in COLUMN_NAMES[field]]
+        if len(hits) > 1:
+            listed = " and ".join(f"'{c}'" for c in hits)
+            what = "the prompt text" if field == "text" else f"the {field}"
+            raise InputError(f"two columns could hold {what}: {listed}", file=display, field=field,
+                             hint=f"choose one with {how}sources[].columns ({field}: {hits[0]})")
+        out[field] = hits[0] if hits else None
+    if out["text"] is None:
+        raise InputError("missing required column 'text'", file=display, field="text",
+                         hint=f"columns found: {found}; recognized names: {', '.join(COLUMN_NAMES['text'])}; "
+                              f"map yours with --text-column NAME or sources[].columns (text: <column>)")
+    return out
+
+
+def source_columns(src: SourceConfig) -> list[str] | None:
+    """The column names of a local source, read cheaply (CSV header, the keys of the first
+    JSON lines, Parquet schema); None for the seed, Hub datasets and files that cannot be
+    read this way (the build reports those)."""
+    spec = src.spec
+    if spec == "seed" or spec.startswith("hf:"):
+        return None
+    try:
+        path, fmt = _check_local_file(spec)
+        if fmt == "parquet":
+            return list(pl.read_parquet_schema(path))
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        if head.startswith(BOM):
+            head = head[len(BOM):]
+        text = head.decode("utf-8", errors="replace")
+        if fmt == "csv":
+            first = next((ln for ln in text.splitlines() if ln.strip()), "")
+            return next(csv.reader([first], delimiter=_sniff_delimiter(first)), [])
+        keys: dict[str, None] = {}
+        for ln in text.splitlines()[:1000]:
+            try:
+                obj = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                keys.update(dict.fromkeys(obj))
+        return list(keys)
+    except Exception:  # noqa: BLE001 - reading the source reports a bad file properly
+        return None
+
+
+def describe_columns(src: SourceConfig) -> str | None:
+    """One line for the build output: which columns a local source's fields come from.
+    Raises the same InputError as reading would for ambiguous or missing columns."""
+    columns = source_columns(src)
+    if columns is None:
+        return None
+    cols = resolve_columns(columns, src, src.spec)
+    parts = [f"text from column '{cols['text']}'"]
+    if cols["category"]:
+        parts.append(f"category from '{cols['category']}'")
+    elif src.category:
+        parts.append(f"no category column (every row: {src.category})")
+    else:
+        parts.append(f"no category column (rows count as {UNCATEGORIZED})")
+    parts += [f"{f} from '{cols[f]}'" for f in ("kind", "attack_style") if cols[f]]
+    if src.preset:
+        parts.append(f"preset {src.preset}")
+    return f"source {source_label(src.spec)}: " + ", ".join(parts)
+
+
+def _sniff_delimiter(header: str) -> str:
+    """The delimiter (',' ';' or tab) that splits the header line into the most fields."""
+    best, width = ",", 1
+    for d in CSV_DELIMITERS:
+        n = len(next(csv.reader([header], delimiter=d), []))
+        if n > width:
+            best, width = d, n
+    return best
+
+
 # --- reading ---------------------------------------------------------------------------
 
 def read_sources(sources: list[SourceConfig], *, taxonomy: Taxonomy | None = None) -> pl.DataFrame:
@@ -174,7 +361,7 @@ def read_source(src: SourceConfig, *, taxonomy: Taxonomy | None = None) -> pl.Da
     else:
         path, fmt = _check_local_file(spec)
         if fmt == "jsonl":
-            df = _read_jsonl(path, spec, src.columns.get("text", "text"))
+            df = _read_jsonl(path, spec, src)
         else:
             df = (_read_csv if fmt == "csv" else _read_parquet)(path, spec)
         if df.height == 0:
@@ -207,7 +394,7 @@ def _read_text(path: Path, spec: str) -> bytes:
     return data
 
 
-def _read_jsonl(path: Path, spec: str, text_column: str = "text") -> pl.DataFrame:
+def _read_jsonl(path: Path, spec: str, text_column: str | SourceConfig = "text") -> pl.DataFrame:
     data = _read_text(path, spec)
     # Rows are numbered by physical line so that errors point at the line in an editor.
     try:
@@ -223,6 +410,8 @@ def _read_jsonl(path: Path, spec: str, text_column: str = "text") -> pl.DataFram
         if len(lines) != df.height:
             lines = list(range(1, df.height + 1))
         df = df.with_columns(pl.Series("__row", lines, dtype=pl.Int64))
+    if isinstance(text_column, SourceConfig):  # the column the source's text comes from
+        text_column = resolve_columns(df.columns, text_column, spec)["text"]
     _check_json_text_type(df, data, spec, text_column)
     return df
 
@@ -270,10 +459,13 @@ def _find_bad_json_line(spec: str, data: bytes) -> None:
 
 def _read_csv(path: Path, spec: str) -> pl.DataFrame:
     data = _read_text(path, spec)
+    # ',' ';' or tab: whichever splits the header line into the most fields.
+    header = next((ln for ln in data[:1 << 16].decode("utf-8", errors="replace").splitlines() if ln.strip()), "")
+    sep = _sniff_delimiter(header)
     try:
-        df = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True)
+        df = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True, separator=sep)
     except Exception as e:  # locate the bad record with the csv module for the message
-        reader = csv.reader(io.StringIO(data.decode("utf-8")))
+        reader = csv.reader(io.StringIO(data.decode("utf-8")), delimiter=sep)
         width = None
         for rec in reader:
             width = width or len(rec)
@@ -338,16 +530,8 @@ def _text_expr(df: pl.DataFrame, col: str, field: str, display: str) -> pl.Expr:
 
 def _conform(df: pl.DataFrame, src: SourceConfig, *, label: str, display: str,
              taxonomy: Taxonomy) -> pl.DataFrame:
-    unknown = set(src.columns) - set(FIELDS)
-    if unknown:
-        raise InputError(f"unknown field(s) in column mapping: {sorted(unknown)}", file=display,
-                         field="columns", hint=f"map any of: {', '.join(FIELDS)}")
-    mapping = {f: src.columns.get(f, f) for f in FIELDS}
-    found = ", ".join(c for c in df.columns if c != "__row") or "none"
+    mapping = resolve_columns(df.columns, src, display)  # fields -> columns (text always found)
     text_col = mapping["text"]
-    if text_col not in df.columns:
-        raise InputError(f"missing required column '{text_col}'", file=display, field="text",
-                         hint=f"columns found: {found}; map yours with sources[].columns (text: <column>)")
     dtype = df.schema[text_col]
     if dtype != pl.Null and not (dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum):
         nonnull = df.filter(pl.col(text_col).is_not_null())
@@ -359,25 +543,26 @@ def _conform(df: pl.DataFrame, src: SourceConfig, *, label: str, display: str,
         raise InputError("the row has no text", file=display, line=missing.get_column("__row")[0], field=text_col,
                          hint="every row needs the prompt as a string; fill it in or remove the row")
     cols = {"text": text}
-    defaults = {"kind": src.kind or "harmful", "category": src.category, "attack_style": src.attack_style}
+    preset_kind = preset_definition(src.preset).get("kind") if src.preset else None
+    defaults = {"kind": src.kind or preset_kind or "harmful", "category": src.category,
+                "attack_style": src.attack_style}
     for field, default in defaults.items():
         col = mapping[field]
-        if col in df.columns:
+        if col is not None:
             value = _text_expr(df, col, field, display).str.strip_chars()
-            # A missing or empty value takes the source's default (kind: harmful).
+            # A missing or empty value takes the source's default (kind: harmful; category:
+            # uncategorized, set in _validate_values).
             cols[field] = (pl.when(value == "").then(None).otherwise(value)
                            .fill_null(pl.lit(default, dtype=pl.String)))
-        elif field == "category" and default is None:
-            raise InputError(f"missing required column '{col}'", file=display, field=field,
-                             hint=f"columns found: {found}; map yours with sources[].columns or set a default "
-                                  f"for the source (category: ...)")
         else:
             cols[field] = pl.lit(default, dtype=pl.String)
     out = df.select(**cols, source=pl.lit(label, dtype=pl.String), source_row=pl.col("__row"))
-    return _validate_values(out, display=display, taxonomy=taxonomy)
+    return _validate_values(out, display=display, taxonomy=taxonomy, src=src,
+                            category_column=mapping["category"] or "category")
 
 
-def _validate_values(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy) -> pl.DataFrame:
+def _validate_values(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy, src: SourceConfig | None = None,
+                     category_column: str = "category") -> pl.DataFrame:
     def first_bad(mask: pl.Expr, field: str, allowed: tuple[str, ...], what: str):
         bad = df.filter(mask)
         if bad.height:
@@ -388,9 +573,10 @@ def _validate_values(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy) -> p
 
     df = df.with_columns(pl.col("kind").str.to_lowercase())
     first_bad(~pl.col("kind").is_in(KINDS), "kind", KINDS, "kind")
-    # Map display names and Llama Guard codes to ids (only over the distinct values).
+    df = _map_categories(df, display=display, taxonomy=taxonomy, src=src or SourceConfig(spec=display),
+                         column=category_column)
+    # Map attack style display names to ids (only over the distinct values).
     for field, norm, allowed, what in (
-        ("category", taxonomy.normalize_category, taxonomy.categories, "category"),
         ("attack_style", taxonomy.normalize_style, taxonomy.attack_styles, "attack style"),
     ):
         values = df.get_column(field).drop_nulls().unique().to_list()
@@ -400,9 +586,37 @@ def _validate_values(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy) -> p
             first_bad(pl.col(field).is_in(bad), field, allowed, what)
         if any(k != v for k, v in table.items()):
             df = df.with_columns(pl.col(field).replace_strict(table, default=None, return_dtype=pl.String))
-    nocat = df.filter(pl.col("category").is_null())
-    if nocat.height:
-        raise InputError("the row has no category", file=display, line=nocat.get_column("source_row")[0],
-                         field="category", hint=f"allowed: {', '.join(taxonomy.categories)}; or set a default "
-                                                "category for the source (sources[].category)")
     return df
+
+
+def _map_categories(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy, src: SourceConfig,
+                    column: str) -> pl.DataFrame:
+    """Category labels -> ids: the source's category_map (and its preset's), the preset's
+    alias table, refuseu's ids, names and S-codes, then every table in schemas/aliases/.
+    A label that maps to nothing takes the source's default category when it has one, else
+    is an error naming the label, its row and the closest known labels. Rows without a
+    category are ``uncategorized``."""
+    extra = _category_map(src, taxonomy)
+    prefer = _preset_taxonomies(src)
+    values = df.get_column("category").drop_nulls().unique().to_list()
+    table = {v: taxonomy.normalize_category(v, extra=extra, prefer=prefer) for v in values}
+    bad = [v for v, m in table.items() if m is None]
+    if bad:
+        fallback = taxonomy.normalize_category(src.category, extra=extra, prefer=prefer) if src.category else None
+        if fallback is None:
+            row = df.filter(pl.col("category").is_in(bad)).sort("source_row").row(0, named=True)
+            label = row["category"]
+            closest = taxonomy.closest_labels(label)
+            near = f"closest known labels: {', '.join(repr(c) for c in closest)}; " if closest else ""
+            clash = taxonomy.ambiguous.get(label_key(label))
+            if clash:
+                near = ("the label means different categories in " +
+                        ", ".join(f"{t} ({c})" for t, c in sorted(clash.items())) + "; pick one with --preset; ")
+            raise InputError(f"unknown category {label!r}", file=display, line=row["source_row"], field=column,
+                             hint=f"{near}map it with sources[].category_map ({label}: <category id>) or give a "
+                                  f"fallback with --category / sources[].category; allowed category ids: "
+                                  f"{', '.join(taxonomy.categories)}")
+        table.update({v: fallback for v in bad})
+    if values:
+        df = df.with_columns(pl.col("category").replace_strict(table, default=None, return_dtype=pl.String))
+    return df.with_columns(pl.col("category").fill_null(UNCATEGORIZED))
