@@ -276,3 +276,11 @@ def test_preset_on_a_recipe_source(tmp_path):
                    encoding="utf-8")
     df = read_source(SourceConfig(spec=str(src), preset="aegis2"))
     assert df["category"].to_list() == ["suicide_self_harm"]
+
+
+def test_unknown_default_category_fails_before_the_build(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["prompt"], [[PROMPTS[0]]])
+    res = build(tmp_path, "--source", str(src), "--category", "violense")
+    assert res.exit_code == 2, res.output
+    assert "unknown default category 'violense'" in res.output and "'Violence'" in res.output
+    assert not (tmp_path / "build").exists()

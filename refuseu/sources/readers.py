@@ -194,9 +194,16 @@ def preset_definition(name: str) -> dict:
 
 def _check_label_settings(src: SourceConfig, taxonomy: Taxonomy | None = None) -> None:
     """A source's preset exists and every category_map target is a category."""
+    taxonomy = taxonomy or load_taxonomy()
     if src.preset:
         preset_definition(src.preset)
-    _category_map(src, taxonomy or load_taxonomy())
+    extra = _category_map(src, taxonomy)
+    if src.category and taxonomy.normalize_category(src.category, extra=extra,
+                                                    prefer=_preset_taxonomies(src)) is None:
+        closest = taxonomy.closest_labels(src.category)
+        near = f"closest known labels: {', '.join(repr(c) for c in closest)}; " if closest else ""
+        raise InputError(f"unknown default category '{src.category}'", file=src.spec, field="category",
+                         hint=f"{near}allowed category ids: {', '.join(taxonomy.categories)}")
 
 
 def _category_map(src: SourceConfig, taxonomy: Taxonomy) -> dict[str, str]:
