@@ -52,9 +52,28 @@ class BuildSummary:
     counts: dict = field(default_factory=dict)
     rejected: int = 0
     seconds: float = 0.0
+    by_language: dict = field(default_factory=dict)   # lang -> {"train", "test", "eval"} rows
+    rejected_by: dict = field(default_factory=dict)   # stage -> reason -> rows (all languages)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    @staticmethod
+    def reject_counts(funnel: dict) -> dict:
+        """stage -> reason -> rejected rows over all languages, from a manifest funnel."""
+        out: dict = {}
+        for stage, per_lang in (funnel or {}).items():
+            for counts in per_lang.values():
+                for reason, n in counts.get("reasons", {}).items():
+                    if n:
+                        out.setdefault(stage, {})[reason] = out.get(stage, {}).get(reason, 0) + n
+        return {stage: dict(sorted(r.items())) for stage, r in out.items()}
+
+    @staticmethod
+    def language_counts(release_dir, languages: list[str]) -> dict:
+        """lang -> rows in its train and test splits and in the evaluation config."""
+        from refuseu.release.inspect import language_counts
+        return language_counts(release_dir, languages)
 
 
 def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
@@ -134,6 +153,8 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         if check.ok and found_sig == signature:
             summary.counts = check.manifest.get("counts", {})
             summary.rejected = check.manifest.get("rejected_rows", 0)
+            summary.rejected_by = BuildSummary.reject_counts(check.manifest.get("funnel", {}))
+            summary.by_language = BuildSummary.language_counts(release_dir, languages)
             summary.seconds = time.perf_counter() - t0
             reporter.info(f"release {release_dir} is up to date (build signature {signature})")
             return summary
@@ -177,17 +198,19 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
     sources = pipeline.stages[0].signature_parts()["sources"]
     try:
         written = write_tables(tables, staging, recipe.release.shard_rows,
-                               on_file=lambda rel: checkpoint("release:data"))
+                               on_file=lambda rel: checkpoint("release:data"), fmt=recipe.release.format)
         rejects = result.rejects.sort("stage", "lang", "prompt_id", "reason", "detail", nulls_last=True)
         write_parquet(rejects, staging / "rejects.parquet")
         (staging / "README.md").write_text(
             render_card(name=recipe.name, version=recipe.version, signature=signature, languages=languages,
                         tables=tables, written=written, funnel=result.funnel,
                         engines=_engine_summary(recipe, sources), license=recipe.release.license,
-                        gated=recipe.release.gated, stats=result.stats), encoding="utf-8")
+                        gated=recipe.release.gated, stats=result.stats, sources=[s["label"] for s in sources],
+                        fmt=recipe.release.format), encoding="utf-8")
         checkpoint("release:card")
         counts = {f"{c}/{s}": df.height for (c, s), df in tables.items()}
         summary.counts, summary.rejected = counts, rejects.height
+        summary.rejected_by = BuildSummary.reject_counts(result.funnel)
         write_manifest(staging, {
             "name": recipe.name, "version": recipe.version, "build_signature": signature,
             "format": RELEASE_FORMAT, "previous": previous, "languages": languages,
@@ -203,6 +226,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         _remove(staging)
     if summary.status == "up_to_date":
         reporter.info(f"release {release_dir} already holds these rows; left as it is")
+    summary.by_language = BuildSummary.language_counts(release_dir, languages)
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -257,6 +257,9 @@ class ReleaseConfig(Section):
     shard_rows: int = Field(100_000, ge=1, description="rows per Parquet file")
     license: str = "cc-by-nc-4.0"
     gated: bool = True
+    format: Literal["standard", "conversational"] = Field(
+        "standard", description="standard: prompt/chosen/rejected are strings; conversational: lists of "
+                                "{role, content} messages (TRL's conversational preference format)")
 
     _out_not_blank = field_validator("out")(_not_blank)
 

@@ -36,8 +36,9 @@ CUSTOM_PROMPTS = [
 ]
 
 #: Sentences that are true only when the embedded seed is a source.
-SEED_ONLY = ("embedded seed", "ten attack styles", "one of ten attack styles", "attack style", "S4) is part",
-             "reference translations shipped", "keep its attack style")
+SEED_ONLY = ("embedded seed", "ten attack styles", "| attack style |", "category and style", "S4) is part",
+             "reference translations shipped", "keep its attack style", "Translations of attack styles",
+             "no operational detail", "`seed`")
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,170 @@ def test_models_pull_model_and_validate_says_so(custom_release, tmp_path):
                                    str(tmp_path / "v")])
     assert res.exit_code == 1, res.output
     assert "run `refuseu models pull --model nobody/missing-llm`" in res.output
+
+
+# --- 7. the card describes the data that was built ---------------------------------
+
+def test_custom_source_card_has_no_seed_sentences(custom_release):
+    meta, body = _card(custom_release)
+    for sentence in SEED_ONLY:
+        assert sentence not in body, sentence
+    assert "<this folder or repo id>" not in body and "<" not in body.split("## Loading")[1].split("```")[1]
+    assert "`my_prompts.jsonl`" in body  # the source is named by its label
+    assert "| attack style |" not in body
+    assert meta["source_datasets"] == ["original"] and meta["multilinguality"] == "monolingual"
+    assert "other" in meta["language_creators"] and "expert-generated" not in meta["language_creators"]
+    assert "my-refusals" in meta["pretty_name"]
+
+
+def test_card_front_matter_and_fields_table(custom_release):
+    meta, body = _card(custom_release)
+    for key in ("pretty_name", "language", "license", "multilinguality", "source_datasets", "annotations_creators",
+                "language_creators", "task_categories", "task_ids", "size_categories", "configs"):
+        assert meta.get(key), key
+    fields = body.split("## Data fields")[1].split("\n## ")[0]
+    documented = {line.split("|")[1].strip().strip("`") for line in fields.splitlines() if line.startswith("| `")}
+    for parquet in custom_release.glob("data/*/*.parquet"):
+        assert set(pl.read_parquet_schema(parquet)) <= documented, parquet
+    for line in fields.splitlines():
+        if line.startswith("| `"):
+            assert all(cell.strip() for cell in line.split("|")[1:-1]), line  # name, type and meaning
+    assert "@misc{my_refusals_v0_1_0" in body and "@inproceedings{krasnodebska2026multilingual" in body
+    assert "2606.07535" in body and "Findings of the Association for Computational Linguistics: ACL 2026" in body
+
+
+def test_seed_card_keeps_the_seed_paragraphs(seed_release):
+    root, _ = seed_release
+    meta, body = _card(root)
+    assert "never filled from the embedded seed" in body and "| attack style |" in body
+    assert "expert-generated" in meta["language_creators"]
+
+
+# --- 8. output formats for trainers ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def conversational_release(tmp_path_factory, custom_release):
+    from refuseu.build import build
+    from refuseu.config import load_recipe
+
+    root = tmp_path_factory.mktemp("conv")
+    recipe = load_recipe(None, overrides={"name": "my-refusals", "languages": ["en"],
+                                          "sources": [str(custom_release.parents[1] / "my_prompts.jsonl")],
+                                          "build_dir": str(root / "b"),
+                                          "release": {"out": str(root / "r"), "format": "conversational"},
+                                          "split": {"test_size": 1}})
+    return Path(build(recipe).release_dir)
+
+
+@pytest.mark.parametrize("fmt", ["standard", "conversational"])
+def test_release_formats_feed_trl(fmt, custom_release, conversational_release, tmp_path):
+    import datasets
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+    from refuseu.devtools.tiny_llama import CHAT_TEMPLATE
+
+    root = custom_release if fmt == "standard" else conversational_release
+    # (a private datasets cache: both releases have the same name and version)
+    ds = datasets.load_dataset(str(root), "lang_en", cache_dir=str(tmp_path / "hf"))["train"]
+    assert ds.num_rows > 5
+    row = ds[0]
+    assert is_conversational(row) == (fmt == "conversational")
+    if fmt == "conversational":
+        assert row["prompt"][0]["role"] == "user" and row["chosen"][0]["role"] == "assistant"
+        assert row["rejected"] == [{"role": "assistant", "content": row["rejected"][0]["content"]}]
+    else:
+        assert isinstance(row["prompt"], str) and isinstance(row["chosen"], str)
+
+    class Tok:  # the tiny Llama's chat template, without training a tokenizer
+        bos_token, eos_token = "<s>", "</s>"
+
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False, **kw):
+            import jinja2
+            return jinja2.Template(CHAT_TEMPLATE).render(messages=messages, bos_token=self.bos_token,
+                                                         eos_token=self.eos_token,
+                                                         add_generation_prompt=add_generation_prompt)
+
+    tok = Tok()
+    out = ds.map(lambda ex: maybe_apply_chat_template(ex, tok))  # TRL's DPO data preparation step
+    ex = out[0]
+    assert all(isinstance(ex[k], str) and ex[k] for k in ("prompt", "chosen", "rejected"))
+    plain = as_plain(row)
+    assert plain["chosen"] in ex["chosen"] and plain["prompt"] in ex["prompt"]
+    ev = datasets.load_dataset(str(root), "evaluation", cache_dir=str(tmp_path / "hf"))["eval"]
+    assert is_conversational(ev[0]) == (fmt == "conversational")  # one format for the whole release
+    _, body = _card(root)
+    assert ("Conversational preference format" in body) == (fmt == "conversational")
+    assert ("list of `{role, content}`" in body) == (fmt == "conversational")
+
+
+def as_plain(row: dict) -> dict:
+    return {k: v[0]["content"] if isinstance(v, list) else v for k, v in row.items()}
+
+
+def test_conversational_release_reads_as_text(conversational_release, custom_release):
+    from refuseu.release.inspect import inspect_release, load_release_rows
+
+    a, b = load_release_rows(conversational_release), load_release_rows(custom_release)
+    assert a.sort("pair_id")["chosen"].to_list() == b.sort("pair_id")["chosen"].to_list()
+    assert inspect_release(conversational_release)["rows"] == inspect_release(custom_release)["rows"]
+
+
+# --- 9. summaries a person reads ------------------------------------------------------
+
+BAD_ROWS = [{"text": "   ", "category": "hate"}, {"text": "ab", "category": "hate"},
+            {"text": CUSTOM_PROMPTS[0][0], "category": CUSTOM_PROMPTS[0][1]}]
+
+
+def _build_cli(tmp_path, src, *extra):
+    return CliRunner().invoke(cli, ["build", "--langs", "en", "--source", str(src), "--build-dir",
+                                    str(tmp_path / "b"), "--out", str(tmp_path / "r"), *extra],
+                              catch_exceptions=False)
+
+
+def test_build_prints_one_table_and_reject_reasons(tmp_path, write_jsonl):
+    src = write_jsonl([{"text": t, "category": c} for t, c in CUSTOM_PROMPTS] + BAD_ROWS)
+    first = _build_cli(tmp_path, src)
+    assert first.exit_code == 0, first.output
+    lines = first.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["lang", "train", "test", "eval"])
+    en = lines[header + 1].split()
+    assert en[0] == "en" and int(en[1]) + int(en[2]) == 20
+    assert "rejected rows: 3" in first.output
+    assert any(line.split()[:1] == ["normalize"] and "empty 1" in line and "too_short 1" in line for line in lines)
+    assert any(line.split()[:1] == ["dedup"] and "duplicate 1" in line for line in lines)
+    again = _build_cli(tmp_path, src)
+    assert again.output.count("up to date") == 1, again.output
+    assert lines[header + 1] in again.output and "rejected rows: 3" in again.output
+
+
+def test_build_json_is_accurate_when_up_to_date(tmp_path, write_jsonl):
+    src = write_jsonl([{"text": t, "category": c} for t, c in CUSTOM_PROMPTS] + BAD_ROWS)
+    built = json.loads(_build_cli(tmp_path, src, "--json").output)
+    again = json.loads(_build_cli(tmp_path, src, "--json").output)
+    assert built["status"] == "built" and again["status"] == "up_to_date"
+    manifest = json.loads((Path(built["release_dir"]) / "manifest.json").read_text())
+    assert built["rejected"] == again["rejected"] == manifest["rejected_rows"] == 3
+    for key in ("counts", "rejected_by", "by_language", "signature"):
+        assert built[key] == again[key], key
+    assert again["rejected_by"] == {"normalize": {"empty": 1, "too_short": 1}, "dedup": {"duplicate": 1}}
+    assert again["by_language"]["en"]["eval"] == built["counts"]["evaluation/eval"]
+
+
+def test_inspect_compact_full_and_totals(custom_release):
+    from refuseu.release.inspect import inspect_release
+
+    info = inspect_release(custom_release)
+    t = info["totals"]
+    train = pl.read_parquet(next(custom_release.glob("data/lang_en/train-*.parquet")))
+    test = pl.read_parquet(next(custom_release.glob("data/lang_en/test-*.parquet")))
+    ev = pl.read_parquet(next(custom_release.glob("data/evaluation/eval-*.parquet")))
+    assert t["pairs"] == train.height + test.height == 20 and t["eval"] == ev.height
+    distinct = pl.concat([train, test, ev]).get_column("pair_id").n_unique()
+    assert info["rows"] == t["distinct"] == distinct  # test pairs are also evaluation rows: counted once
+    compact = CliRunner().invoke(cli, ["inspect", str(custom_release)]).output
+    full = CliRunner().invoke(cli, ["inspect", str(custom_release), "--full"]).output
+    assert f"{distinct} distinct rows" in compact and "20 pairs" in compact
+    assert any(line.split() == ["lang", "train", "test", "eval"] for line in compact.splitlines())
+    assert "by attack style" not in compact and len(compact.splitlines()) < len(full.splitlines())
+    for header in (["config/split", "rows"], ["config/split", "category", "rows"]):
+        assert any(line.split() == header for line in full.splitlines()), header

@@ -115,13 +115,22 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
     if not quiet:
+        from refuseu.release.inspect import language_table
+
         if summary.status in ("built", "repaired"):
             click.echo(f"{summary.status} {summary.release_dir} in {summary.seconds:.2f}s "
-                       f"(stages run: {', '.join(summary.stages_run) or 'none'}; rejected rows: {summary.rejected})")
-        else:
+                       f"(stages run: {', '.join(summary.stages_run) or 'none'})")
+        elif summary.stages_run:  # the pipeline ran and made the rows the release already holds
             click.echo(f"{summary.release_dir} is up to date")
-        for key, n in summary.counts.items():
-            click.echo(f"  {key}: {n}")
+        # (otherwise the up-to-date release was already reported, once, on stderr)
+        if summary.by_language:
+            click.echo("\n".join(language_table(summary.by_language)))
+        if summary.rejected:
+            click.echo(f"rejected rows: {summary.rejected}")
+            for stage, reasons in summary.rejected_by.items():
+                click.echo(f"  {stage:<13} " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
+        else:
+            click.echo("rejected rows: 0")
     click.echo(f"build signature: {summary.signature}")
 
 
@@ -373,23 +382,16 @@ def push(release, repo, private, gated, dry_run, as_json):
 @cli.command()
 @click.argument("release", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def inspect(release, as_json):
-    """Counts of a release per config, split, category, attack style and origin."""
-    from refuseu.release.inspect import inspect_release
+@click.option("--full", is_flag=True, help="Every count: per config and split, by category, attack style and origin.")
+def inspect(release, as_json, full):
+    """Counts of a release: languages x splits (compact), or everything with --full."""
+    from refuseu.release.inspect import format_inspect, inspect_release
 
     info = inspect_release(release)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"{info['release']}: {info['rows']} rows")
-    for section in ("configs", "by_category", "by_attack_style", "by_origin"):
-        if section not in info:
-            continue
-        click.echo(f"\n{section.replace('_', ' ')}:")
-        for key, counts in info[section].items():
-            click.echo(f"  {key}")
-            for k, n in counts.items():
-                click.echo(f"    {k:<48} {n:>8}")
+    click.echo(format_inspect(info, full=full))
 
 
 @cli.command()

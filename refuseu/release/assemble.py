@@ -46,12 +46,38 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
                    use_dictionary=True, write_statistics=True, version="2.6")
 
 
+MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
+
+
+def conversational(df: pl.DataFrame) -> pl.DataFrame:
+    """TRL's conversational preference format: ``prompt`` a one-message user turn, ``chosen``
+    and ``rejected`` one-message assistant turns (null stays null)."""
+    def turn(col: str, role: str) -> pl.Expr:
+        msg = pl.struct(role=pl.lit(role, dtype=pl.String), content=pl.col(col))
+        return pl.when(pl.col(col).is_null()).then(pl.lit(None, dtype=pl.List(MESSAGE))) \
+            .otherwise(pl.concat_list(msg)).alias(col)
+
+    return df.with_columns(turn(c, role) for c, role in (("prompt", "user"), ("chosen", "assistant"),
+                                                         ("rejected", "assistant")) if c in df.columns)
+
+
+def as_text(df: pl.DataFrame) -> pl.DataFrame:
+    """The inverse of :func:`conversational`: message lists back to the text of their one message."""
+    return df.with_columns(pl.col(c).list.last().struct.field("content").alias(c)
+                           for c in ("prompt", "chosen", "rejected")
+                           if c in df.columns and isinstance(df.schema[c], pl.List))
+
+
 def write_tables(tables: dict[tuple[str, str], pl.DataFrame], root: Path, shard_rows: int,
-                 on_file=None) -> dict[str, list[str]]:
+                 on_file=None, fmt: str = "standard") -> dict[str, list[str]]:
     """Write every (config, split) table in shards; returns config/split -> relative paths.
-    ``on_file(rel)`` is called after each file."""
+    ``on_file(rel)`` is called after each file. ``fmt`` "conversational" writes ``prompt``,
+    ``chosen`` and ``rejected`` of every config as message lists (one schema for the whole
+    release: ``datasets`` reads the features of one file for all)."""
     written: dict[str, list[str]] = {}
     for (config, split), df in tables.items():
+        if fmt == "conversational":
+            df = conversational(df)
         files = data_files(config, split, df.height, shard_rows)
         for i, rel in enumerate(files):
             write_parquet(df.slice(i * shard_rows, shard_rows), root / rel)

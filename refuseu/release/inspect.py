@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from refuseu.errors import InputError
+from refuseu.release.assemble import as_text
 from refuseu.release.verify import require_valid
 
 
@@ -17,7 +18,7 @@ def load_release_rows(release: str | Path) -> pl.DataFrame:
                          hint="give a folder made by 'refuseu build' (releases/<name>-v<version>)")
     frames = []
     for f in sorted((root / "data").glob("*/*.parquet")):
-        df = pl.read_parquet(f)
+        df = as_text(pl.read_parquet(f))  # a conversational release reads as text too
         frames.append(df.with_columns(config=pl.lit(f.parent.name), file_split=pl.lit(f.name.split("-")[0])))
     if not frames:
         return pl.DataFrame()
@@ -29,7 +30,7 @@ def inspect_release(release: str | Path) -> dict:
     root = Path(release)
     if not (root / "data").is_dir() and not (root / "manifest.json").exists():
         load_release_rows(root)  # the "not a release folder" message
-    require_valid(root, action="inspect it")
+    manifest = require_valid(root, action="inspect it").manifest or {}
     rows = load_release_rows(release)
     if rows.height == 0:
         return {"release": str(release), "rows": 0, "configs": {}}
@@ -41,11 +42,86 @@ def inspect_release(release: str | Path) -> dict:
             out.setdefault(f"{key[0]}/{key[1]}", {})[" / ".join(str(k) for k in key[2:]) or "rows"] = n
         return out
 
+    pairs = rows.filter(pl.col("config") != "evaluation")
+    ev = rows.filter(pl.col("config") == "evaluation")
+    eval_only = ev.filter(pl.col("pair_id").is_null() | ~pl.col("pair_id").is_in(pairs["pair_id"].drop_nulls()))
+    totals = {"pairs": pairs.height, "train": pairs.filter(pl.col("file_split") == "train").height,
+              "test": pairs.filter(pl.col("file_split") == "test").height, "eval": ev.height,
+              "eval_only": eval_only.height, "distinct": pairs.height + eval_only.height}
+    category_totals = {str(k): n for k, n in pairs.group_by("category").len().sort("len", "category",
+                                                                                  descending=[True, False]).iter_rows()}
     return {
         "release": str(release),
-        "rows": rows.height,
+        # Each row once: a test pair is also an evaluation row, and is counted once here.
+        "rows": totals["distinct"],
+        "totals": totals,
+        "by_language": language_counts(root, manifest.get("languages")),
+        "category_totals": category_totals,
         "configs": counts(),
         "by_category": counts("category"),
         "by_attack_style": counts("attack_style"),
         "by_origin": counts("origin", "chosen_origin", "rejected_origin"),
     }
+
+
+def language_counts(release: str | Path, languages: list[str] | None = None) -> dict:
+    """lang -> {"train", "test", "eval"}: rows of ``lang_xx`` train/test and of ``evaluation``."""
+    root = Path(release)
+    out: dict = {}
+    for f in sorted((root / "data").glob("*/*.parquet")):
+        config, split = f.parent.name, f.name.split("-")[0]
+        langs = pl.read_parquet(f, columns=["lang"]).get_column("lang")
+        for lang, n in langs.value_counts(sort=True).iter_rows():
+            key = "eval" if config == "evaluation" else split
+            row = out.setdefault(lang, {"train": 0, "test": 0, "eval": 0})
+            row[key] = row.get(key, 0) + n
+    order = list(languages or []) + sorted(set(out) - set(languages or []))
+    return {lang: out.get(lang, {"train": 0, "test": 0, "eval": 0}) for lang in order}
+
+
+def _grid(headers: list[str], rows: list[list], *, indent: str = "  ") -> list[str]:
+    """A plain-text table: number columns right-aligned, text columns left-aligned."""
+    cells = [[str(c) for c in r] for r in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [bool(rows) and all(isinstance(r[i], int) for r in rows if r[0] != "total") for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        lines.append(indent + "  ".join(c.rjust(widths[i]) if numeric[i] else c.ljust(widths[i])
+                                        for i, c in enumerate(r)).rstrip())
+    return lines
+
+
+def language_table(by_language: dict, *, indent: str = "  ") -> list[str]:
+    rows = [[lang, c["train"], c["test"], c["eval"]] for lang, c in by_language.items()]
+    if len(rows) > 1:
+        rows.append(["total", *(sum(c[k] for c in by_language.values()) for k in ("train", "test", "eval"))])
+    return _grid(["lang", "train", "test", "eval"], rows, indent=indent)
+
+
+def format_inspect(info: dict, *, full: bool = False) -> str:
+    t = info.get("totals", {})
+    lines = [f"{info['release']}: {t.get('pairs', 0)} pairs (train {t.get('train', 0)}, test {t.get('test', 0)}), "
+             f"{t.get('eval', 0)} evaluation rows ({t.get('eval_only', 0)} not in a pair config); "
+             f"{t.get('distinct', 0)} distinct rows"]
+    if info.get("by_language"):
+        lines += ["", *language_table(info["by_language"])]
+    if not full:
+        cats = info.get("category_totals", {})
+        if cats:
+            lines += ["", "pairs per category (all languages, train + test):"]
+            lines += _grid(["category", "pairs"], [[k, n] for k, n in cats.items()])
+        lines += ["", "(--full: per config and split, by category, attack style and origin)"]
+        return "\n".join(lines)
+    headers = {"configs": ["rows"], "by_category": ["category"], "by_attack_style": ["attack style"],
+               "by_origin": ["origin / chosen origin / rejected origin"]}
+    for section, (what,) in headers.items():
+        if section not in info:
+            continue
+        lines += ["", section.replace("_", " ") + ":"]
+        rows = []
+        for key, counts in info[section].items():
+            for k, n in counts.items():
+                rows.append([key, k, n] if section != "configs" else [key, n])
+        cols = ["config/split", "rows"] if section == "configs" else ["config/split", what, "rows"]
+        lines += _grid(cols, rows)
+    return "\n".join(lines)
