@@ -284,3 +284,12 @@ def test_unknown_default_category_fails_before_the_build(tmp_path):
     assert res.exit_code == 2, res.output
     assert "unknown default category 'violense'" in res.output and "'Violence'" in res.output
     assert not (tmp_path / "build").exists()
+
+
+def test_uncategorized_rows_get_the_general_refusals_in_every_language():
+    from refuseu.engines.responders.templates import TemplateRegistry
+
+    reg = TemplateRegistry()
+    for lang in reg.languages():
+        tpl = reg.get(lang)
+        assert tpl.refusal_pool(UNCATEGORIZED) == tpl.refusals["general"] and len(tpl.refusals["general"]) >= 12
