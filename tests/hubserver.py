@@ -1,6 +1,7 @@
-"""A small Hub-compatible HTTP server for push tests (the endpoints huggingface_hub uses to
-create a repo, set gating, upload through preupload + LFS batch + commit, tag, and read refs
-and file metadata). In memory; failures can be scripted per endpoint."""
+"""A small Hub-compatible HTTP server (the endpoints huggingface_hub uses to create a repo, set
+gating, upload through preupload + LFS batch + commit, tag, read refs and file metadata, and
+the ones `datasets.load_dataset` uses to list and download a dataset repo's files at a
+revision). In memory; failures can be scripted per endpoint."""
 
 from __future__ import annotations
 
@@ -24,13 +25,38 @@ class HubState:
     def repo(self, rid: str) -> dict:
         return self.repos[rid]
 
-    def files_at(self, rid: str, rev: str) -> dict[str, bytes]:
-        r = self.repos[rid]
+    def resolve(self, rid: str, rev: str) -> str | None:
+        """The commit oid of a branch ("main"), tag or commit id; None when unknown."""
+        r = self.repos.get(rid)
+        if r is None:
+            return None
         oid = r["tags"].get(rev) or (r["commits"][-1]["oid"] if rev == "main" and r["commits"] else rev)
-        for c in r["commits"]:
+        return oid if any(c["oid"] == oid for c in r["commits"]) else None
+
+    def files_at(self, rid: str, rev: str) -> dict[str, bytes]:
+        oid = self.resolve(rid, rev)
+        for c in self.repos[rid]["commits"] if oid else []:
             if c["oid"] == oid:
                 return c["files"]
         return {}
+
+    def add_commit(self, rid: str, files: dict[str, bytes], *, tag: str | None = None) -> str:
+        """A commit of ``files`` (the whole tree) on main, created with the repo when missing."""
+        r = self.repos.setdefault(rid, {"private": False, "gated": False, "commits": [], "tags": {}})
+        oid = hashlib.sha1(json.dumps({k: hashlib.sha256(b).hexdigest() for k, b in sorted(files.items())}).encode()
+                           + str(len(r["commits"])).encode()).hexdigest()
+        r["commits"].append({"oid": oid, "message": "add files", "files": dict(files)})
+        if tag:
+            r["tags"][tag] = oid
+        return oid
+
+
+def _blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _is_lfs(path: str) -> bool:
+    return path.endswith((".parquet", ".arrow"))
 
 
 def make_handler(state: HubState, base: str):
@@ -76,6 +102,15 @@ def make_handler(state: HubState, base: str):
                                             "url": f"{base}/datasets/{rid}"})
                 state.repos[rid] = {"private": d.get("private", False), "gated": False, "commits": [], "tags": {}}
                 return self._send(200, {"url": f"{base}/datasets/{rid}", "name": rid})
+            m = re.match(r"^/api/datasets/([^/]+/[^/]+)/paths-info/([^/]+)$", path)
+            if m:
+                from urllib.parse import parse_qs
+
+                rid, rev = m.group(1), m.group(2)
+                fields = parse_qs(body.decode())
+                wanted = fields.get("paths", []) or json.loads(body or b"{}").get("paths", [])
+                entries = {e["path"]: e for e in self._entries(rid, rev, "", True)}
+                return self._send(200, [entries[p] for p in wanted if p in entries])
             if path == "/api/validate-yaml":
                 return self._send(200, {"errors": [], "warnings": []})
             m = re.match(r"^/api/datasets/(.+?)/preupload/(.+)$", path)
@@ -156,8 +191,76 @@ def make_handler(state: HubState, base: str):
                 return self._send(200, {})
             return self._send(404, {"error": f"no route {path}"})
 
+        def _file(self, head: bool) -> bool:
+            """GET/HEAD /datasets/<repo>/resolve/<rev>/<path>: a file at a revision."""
+            from urllib.parse import unquote
+
+            path = unquote(self.path.split("?")[0])
+            m = re.match(r"^/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+            if not m:
+                return False
+            rid, rev, rel = m.group(1), m.group(2), m.group(3)
+            oid = state.resolve(rid, rev)
+            data = state.files_at(rid, rev).get(rel) if oid else None
+            if data is None:
+                self.send_response(404)
+                self.send_header("X-Error-Code", "EntryNotFound" if oid else "RevisionNotFound")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", oid)
+            if _is_lfs(rel):
+                self.send_header("X-Linked-Etag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("X-Linked-Size", str(len(data)))
+            self.send_header("ETag", f'"{_blob_sha1(data)}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(data)
+            return True
+
+        def _entries(self, rid: str, rev: str, prefix: str, recursive: bool) -> list[dict]:
+            files = state.files_at(rid, rev)
+            prefix = prefix.strip("/")
+            out, dirs = [], set()
+            for p, data in sorted(files.items()):
+                if prefix and not p.startswith(prefix + "/"):
+                    continue
+                rest = p[len(prefix) + 1:] if prefix else p
+                parts = rest.split("/")
+                for i in range(1, len(parts)):
+                    d = "/".join(([prefix] if prefix else []) + parts[:i])
+                    if (recursive or i == 1) and d not in dirs:
+                        dirs.add(d)
+                        out.append({"type": "directory", "path": d, "oid": "0" * 40, "size": 0})
+                if not recursive and len(parts) > 1:
+                    continue
+                e = {"type": "file", "path": p, "size": len(data),
+                     "oid": _blob_sha1(data)}
+                if _is_lfs(p):
+                    e["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
+                out.append(e)
+            return out
+
+        def do_HEAD(self):  # noqa: N802
+            if not self._file(head=True):
+                self._send(404, {"error": "no route"})
+
         def do_GET(self):  # noqa: N802
-            path = self.path.split("?")[0]
+            if self._file(head=False):
+                return
+            from urllib.parse import parse_qs, unquote, urlsplit
+
+            parts = urlsplit(self.path)
+            path, query = unquote(parts.path), parse_qs(parts.query)
+            m = re.match(r"^/api/datasets/([^/]+/[^/]+)/tree/([^/]+)/?(.*)$", path)
+            if m:
+                rid, rev = m.group(1), m.group(2)
+                if state.resolve(rid, rev) is None:
+                    return self._send(404, {"error": "revision not found"}, headers={"X-Error-Code": "RevisionNotFound"})
+                recursive = query.get("recursive", ["false"])[0].lower() == "true"
+                return self._send(200, self._entries(rid, rev, m.group(3), recursive))
             m = re.match(r"^/api/datasets/(.+?)/refs$", path)
             if m:
                 if self._scripted("refs"):
@@ -179,7 +282,11 @@ def make_handler(state: HubState, base: str):
                     if p.endswith(".parquet"):
                         s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
                     sib.append(s)
-                return self._send(200, {"id": rid, "sha": state.repos[rid]["tags"].get(rev, rev), "siblings": sib,
+                if rid not in state.repos or state.resolve(rid, rev) is None:
+                    return self._send(404, {"error": "not found"}, headers={"X-Error-Code": "RepoNotFound"
+                                                                           if rid not in state.repos
+                                                                           else "RevisionNotFound"})
+                return self._send(200, {"id": rid, "sha": state.resolve(rid, rev), "siblings": sib,
                                         "private": state.repos[rid]["private"], "disabled": False,
                                         "gated": state.repos[rid]["gated"], "downloads": 0, "likes": 0, "tags": []})
             return self._send(404, {"error": f"no route {path}"})
