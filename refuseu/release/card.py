@@ -136,7 +136,7 @@ def _bibtex(name: str, version: str, signature: str) -> str:
     key = re.sub(r"[^A-Za-z0-9]+", "_", f"{name}_v{version}").strip("_")
     return f"""```bibtex
 @misc{{{key},
-  title        = {{{{{name}}}: a multilingual refusal-alignment preference dataset (version {version})}},
+  title        = {{{{{name}}}: a refusal-alignment preference dataset (version {version})}},
   howpublished = {{Dataset release built with refuseu, build signature {signature}}},
   note         = {{Built following Krasnodębska, Kusa and Lipani (2026)}}
 }}
@@ -161,7 +161,7 @@ ds = load_dataset("{folder}", "lang_{first}")   # splits train / test
 ev = load_dataset("{folder}", "evaluation")     # split eval
 ```"""
     if fmt == "conversational":
-        return (f"""The pair configs are in TRL's *conversational* preference format (`prompt`, `chosen` and
+        return (f"""Every config is in TRL's *conversational* preference format (`prompt`, `chosen` and
 `rejected` are lists of `{{role, content}}` messages); TRL's `DPOTrainer` applies the model's chat
 template itself:
 
@@ -172,7 +172,7 @@ from trl import DPOConfig, DPOTrainer
 trainer = DPOTrainer(model=model, args=DPOConfig(output_dir="out"), train_dataset=ds["train"],
                      processing_class=tokenizer)
 ```""")
-    return (f"""The pair configs are in the *standard* preference format (`prompt`, `chosen` and `rejected` are
+    return (f"""Every config is in the *standard* preference format (`prompt`, `chosen` and `rejected` are
 strings), which TRL's `DPOTrainer` takes as it is (build with `release.format: conversational` for message
 lists):
 
@@ -239,8 +239,8 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     about_sources = (f"Prompts come from: {source_list}. "
                      + ("`seed` is the prompt set embedded in refuseu: hand-written English requests over "
                         "the hazard categories and ten attack styles, without operational detail. " if seed else "")
-                     + ("Other sources are the curator's own; refuseu checks their form (text, category, "
-                        "kind), not their content." if any(s != "seed" for s in sources) else ""))
+                     + (("Other sources are" if seed else "They are") + " the curator's own; refuseu checks their "
+                        "form (text, category, kind), not their content." if any(s != "seed" for s in sources) else ""))
     evaluation_text = "The `evaluation` config (split `eval`) holds every test prompt of every language"
     evaluation_text += (", harmful and benign, and every benign look-alike prompt that has no generated pair."
                         if "benign" in kinds else ".")
@@ -331,7 +331,7 @@ Responses (`chosen_origin`, `rejected_origin`) and prompt origin (`source` = Eng
 {template_note}
 {provenance_text}
 
-{_qe_section(stats)}
+{_qe_section(stats) if any(lang != "en" for lang in languages) else "Translation quality: every row is an English original; nothing was translated."}
 
 ### Funnel
 
