@@ -159,12 +159,19 @@ def conversational_release(tmp_path_factory, custom_release):
     return Path(build(recipe).release_dir)
 
 
-@pytest.mark.parametrize("fmt", ["standard", "conversational"])
-def test_release_formats_feed_trl(fmt, custom_release, conversational_release, tmp_path):
-    import datasets
-    from trl.data_utils import is_conversational, maybe_apply_chat_template
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from refuseu.devtools.tiny_llama import build_tiny_llama
 
-    from refuseu.devtools.tiny_llama import CHAT_TEMPLATE
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), hidden=32, layers=1)
+
+
+@pytest.mark.parametrize("fmt", ["standard", "conversational"])
+def test_release_formats_feed_trl(fmt, custom_release, conversational_release, tiny_llama, tmp_path):
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
 
     root = custom_release if fmt == "standard" else conversational_release
     # (a private datasets cache: both releases have the same name and version)
@@ -173,26 +180,25 @@ def test_release_formats_feed_trl(fmt, custom_release, conversational_release, t
     row = ds[0]
     assert is_conversational(row) == (fmt == "conversational")
     if fmt == "conversational":
-        assert row["prompt"][0]["role"] == "user" and row["chosen"][0]["role"] == "assistant"
+        assert row["prompt"] == [{"role": "user", "content": row["prompt"][0]["content"]}]
+        assert row["chosen"] == [{"role": "assistant", "content": row["chosen"][0]["content"]}]
         assert row["rejected"] == [{"role": "assistant", "content": row["rejected"][0]["content"]}]
     else:
         assert isinstance(row["prompt"], str) and isinstance(row["chosen"], str)
-
-    class Tok:  # the tiny Llama's chat template, without training a tokenizer
-        bos_token, eos_token = "<s>", "</s>"
-
-        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False, **kw):
-            import jinja2
-            return jinja2.Template(CHAT_TEMPLATE).render(messages=messages, bos_token=self.bos_token,
-                                                         eos_token=self.eos_token,
-                                                         add_generation_prompt=add_generation_prompt)
-
-    tok = Tok()
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
     out = ds.map(lambda ex: maybe_apply_chat_template(ex, tok))  # TRL's DPO data preparation step
-    ex = out[0]
+    ex, plain = out[0], as_plain(row)
     assert all(isinstance(ex[k], str) and ex[k] for k in ("prompt", "chosen", "rejected"))
-    plain = as_plain(row)
     assert plain["chosen"] in ex["chosen"] and plain["prompt"] in ex["prompt"]
+    if fmt == "conversational":
+        assert ex["prompt"].startswith("<s><|user|>") and ex["prompt"].endswith("<|assistant|>\n")
+    # DPOTrainer's own dataset processing (chat template, tokenization) and one step
+    args = DPOConfig(output_dir=str(tmp_path / "dpo"), per_device_train_batch_size=2, max_steps=1, max_length=128,
+                     save_strategy="no", report_to=[], use_cpu=True, dataset_num_proc=None)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_llama), args=args,
+                         train_dataset=ds.select_columns(["prompt", "chosen", "rejected"]), processing_class=tok)
+    assert trainer.train_dataset.num_rows == ds.num_rows
+    trainer.train()
     ev = datasets.load_dataset(str(root), "evaluation", cache_dir=str(tmp_path / "hf"))["eval"]
     assert is_conversational(ev[0]) == (fmt == "conversational")  # one format for the whole release
     _, body = _card(root)
