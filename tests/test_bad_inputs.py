@@ -137,10 +137,6 @@ CASES = [
     Case("row-without-text", ["--source", "data/p.jsonl"], 2,
          ("data/p.jsonl, line 2, field 'text': the row has no text",),
          setup=lambda mp: write("data/p.jsonl", jsonl(GOOD, {"category": "hate"}))),
-    Case("row-without-category", ["--source", "data/p.jsonl"], 2,
-         ("data/p.jsonl, line 2, field 'category': the row has no category", "allowed: violent_crimes",
-          "sources[].category"),
-         setup=lambda mp: write("data/p.jsonl", jsonl(GOOD, {"text": "Another prompt", "category": ""}))),
     # 5. languages
     Case("langs-empty", ["--langs", ""], 2, ("--langs '': no language given", "eu24"), forbid=("building",)),
     Case("langs-empty-item", ["--langs", "en,,de"], 2, ("--langs 'en,,de': item 2 of 3 is empty", "extra comma")),
@@ -185,7 +181,7 @@ CASES = [
 
 # Rows are checked when the sources are read: the first stage, before anything is stored.
 ROW_CASES = {"int-text-jsonl", "int-text-jsonl-mixed", "int-text-parquet", "csv-header-only", "row-without-text",
-             "row-without-category", "kind-unknown"}
+             "kind-unknown"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -98,8 +98,9 @@ def test_missing_or_unsupported_file(tmp_path, spec):
 
 def test_hub_source_offline_is_a_clear_build_error():
     from refuseu.errors import BuildError
-    with pytest.raises(BuildError, match="could not load Hugging Face dataset 'nobody/nothing'"):
+    with pytest.raises(BuildError, match="offline, and revision 'main' of nobody/nothing is not in the local") as e:
         read_source(SourceConfig(spec="hf:nobody/nothing@main"))
+    assert "hf:owner/name@<commit>" in e.value.hint
 
 
 def test_hub_spec_must_name_owner_and_dataset():
@@ -138,9 +139,15 @@ def test_fingerprint_holds_no_local_path(tmp_path, write_jsonl):
     ("hf:owner/name@v1.2", "hf:owner/name@v1.2"),
     ("hf:owner/name:default@abc123", "hf:owner/name:default@abc123"),
 ])
-def test_hub_label_names_the_revision(spec, label):
+def test_hub_label_names_the_revision(spec, label, monkeypatch):
+    import refuseu.sources.hub as hub
+
+    monkeypatch.setattr(hub, "_resolve", lambda name, rev, spec: "c" * 40)  # what the Hub would answer
+    monkeypatch.setattr(hub, "_remember", lambda *a: None)
+    monkeypatch.setattr(hub, "_resolved", {})
     fp = fingerprint_source(SourceConfig(spec=spec, split="test"))
     assert fp["label"] == label and fp["bytes"] is None and fp["sha256"] is None and fp["split"] == "test"
+    assert fp["commit"] == "c" * 40
 
 
 def test_errors_name_the_path_as_typed(tmp_path, monkeypatch):

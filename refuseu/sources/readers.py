@@ -86,7 +86,12 @@ def fingerprint_source(src: SourceConfig) -> dict:
     # How a user's labels map to categories depends on the alias tables.
     settings["aliases"] = load_taxonomy().alias_digest
     if spec.startswith("hf:"):
-        return {"label": source_label(spec), "bytes": None, "sha256": None, **settings}
+        from refuseu.sources.hub import resolve_commit
+
+        name, _, revision = parse_hub_spec(spec)
+        # The commit the build reads: a moving branch changes the signature, never the rows under it.
+        commit = resolve_commit(name, revision, spec=spec)
+        return {"label": source_label(spec), "bytes": None, "sha256": None, "commit": commit, **settings}
     path, fmt = _check_local_file(spec)
     size, digest, blank = _hash_file(path, spec)
     if size == 0:
@@ -500,8 +505,12 @@ def _read_parquet(path: Path, spec: str) -> pl.DataFrame:
     return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
 
 
-def _read_hub(spec: str, *, split: str) -> pl.DataFrame:
+def _read_hub(spec: str, *, split: str, commit: str | None = None) -> pl.DataFrame:
     name, config, revision = parse_hub_spec(spec)
+    if commit is None:
+        from refuseu.sources.hub import resolve_commit
+        commit = resolve_commit(name, revision, spec=spec)
+    revision = commit
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a core dependency
