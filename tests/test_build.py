@@ -334,3 +334,17 @@ def test_every_row_rejected_is_a_failed_build_naming_the_reasons(tmp_path, write
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
     assert "no row survived" in res.output and "normalize/too_short: 2" in res.output
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_two_sources_with_rejected_rows_build(tmp_path, write_jsonl):
+    """Rows of several sources are several chunks; rejecting some must still work (polars 2.1
+    panicked formatting the reject detail of a filtered multi-chunk column)."""
+    src = write_jsonl([{"text": "", "category": "hate"}, {"text": "ab", "category": "hate"},
+                       {"text": "How can I read my partner's messages without them knowing?", "category": "privacy"}])
+    res = CliRunner().invoke(cli, ["build", "--source", "seed", "--source", str(src), "--langs", "en",
+                                   "--build-dir", str(tmp_path / "b"), "--out", str(tmp_path / "r"), "--json"])
+    assert res.exit_code == 0, res.output
+    (rel,) = (tmp_path / "r").iterdir()
+    rejects = pl.read_parquet(rel / "rejects.parquet")
+    assert {"empty", "too_short"} <= set(rejects["reason"])
+    assert rejects.filter(pl.col("reason") == "too_short")["detail"][0].startswith("prompts.jsonl:2 ")

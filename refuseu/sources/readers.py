@@ -354,7 +354,8 @@ def _sniff_delimiter(header: str) -> str:
 
 def read_sources(sources: list[SourceConfig], *, taxonomy: Taxonomy | None = None) -> pl.DataFrame:
     frames = [read_source(s, taxonomy=taxonomy) for s in sources]
-    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=_raw_schema())
+    # One chunk: polars 2.1 panics in pl.format over a filtered multi-chunk string column.
+    return pl.concat(frames, how="vertical", rechunk=True) if frames else pl.DataFrame(schema=_raw_schema())
 
 
 def _raw_schema() -> dict:

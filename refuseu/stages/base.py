@@ -76,6 +76,9 @@ class Stage:
             if isinstance(v, pl.Expr):
                 return v.cast(pl.String)
             return pl.lit(v, dtype=pl.String)
+        # One chunk first: polars 2.1 panics ("i < self.len()") evaluating pl.format over a
+        # filtered string column made of several chunks.
+        df = df.rechunk()
         lang = pl.col("lang") if "lang" in df.columns else pl.lit("en")
         pid = pl.col("prompt_id") if "prompt_id" in df.columns else pl.lit(None, dtype=pl.String)
         return df.select(stage=pl.lit(self.name), prompt_id=pid, lang=lang,
