@@ -168,7 +168,7 @@ def test_cli_bad_row_in_file_names_file_line_field(tmp_path, write_jsonl):
     res = CliRunner().invoke(cli, cli_args(tmp_path, "--source", str(path)))
     assert res.exit_code == 2
     assert f"{path}, line 2, field 'category': unknown category 'S99'" in res.output
-    assert "allowed:" in res.output
+    assert "allowed category ids:" in res.output and "closest known labels" in res.output
 
 
 def test_cli_existing_release_exit_1(tmp_path):
@@ -348,3 +348,17 @@ def test_two_sources_with_rejected_rows_build(tmp_path, write_jsonl):
     rejects = pl.read_parquet(rel / "rejects.parquet")
     assert {"empty", "too_short"} <= set(rejects["reason"])
     assert rejects.filter(pl.col("reason") == "too_short")["detail"][0].startswith("prompts.jsonl:2 ")
+
+
+def test_an_unexpected_error_is_one_line_and_a_crash_log(monkeypatch):
+    import refuseu.release.verify as verify
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(verify, "verify_release", boom)
+    monkeypatch.delenv("REFUSEU_DEBUG", raising=False)
+    res = CliRunner().invoke(cli, ["verify", "somewhere"])
+    assert res.exit_code == 1 and "internal error (RuntimeError: boom)" in res.output
+    log = res.output.split("details in ")[1].split()[0].rstrip(")")
+    assert "Traceback" in Path(log).read_text() and "Traceback" not in res.output

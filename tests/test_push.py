@@ -23,10 +23,15 @@ def hub(monkeypatch):
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(c, "HF_HUB_DISABLE_XET", True, raising=False)
+    from huggingface_hub.utils import reset_sessions
+
+    # A session made while offline (by an earlier test in this process) keeps refusing requests.
+    reset_sessions()
     with HubServer() as srv:
         # the client parses the URLs the Hub returns against its configured endpoint
         monkeypatch.setattr(c, "ENDPOINT", srv.url)
         yield srv
+    reset_sessions()
 
 
 def test_push_one_commit_tag_gating_and_bytes(seed_release, hub):

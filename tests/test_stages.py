@@ -144,7 +144,7 @@ def test_translate_memory_hit_miss_and_on_missing(tmp_path):
     assert de.get_column("origin").to_list() == ["tm"]
     assert res.rejected.select("lang", "reason").rows() == [("de", "untranslated")]
     st = TranslateStage(TranslateConfig(memory=[str(mem)], on_missing="error"), languages=["en", "de"])
-    with pytest.raises(BuildError, match="1 prompt\\(s\\) have no translation into 'de'"):
+    with pytest.raises(BuildError, match="no engine can make one: de 1 \\(of 2 prompts"):
         st.run(df, ctx)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,33 @@ class _Group(click.Group):
             click.echo("interrupted: finished stages are cached; run the same command again to continue",
                        err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # a bug: one clear line, the traceback in a file for the report
+            if os.environ.get("REFUSEU_DEBUG"):
+                raise
+            _crash(e)
+        except BaseException as e:  # e.g. a panic inside a compiled library (pyo3 PanicException)
+            if isinstance(e, (SystemExit, GeneratorExit)) or os.environ.get("REFUSEU_DEBUG"):
+                raise
+            _crash(e)
+
+
+def _crash(err: BaseException) -> None:
+    import tempfile
+    import traceback
+
+    log = Path(tempfile.gettempdir()) / f"refuseu-crash-{os.getpid()}.log"
+    try:
+        log.write_text("".join(traceback.format_exception(err)), encoding="utf-8")
+        where = f"; details in {log}"
+    except OSError:
+        where = ""
+    first = (str(err).splitlines() or [""])[0][:200]
+    click.echo(f"error: internal error ({type(err).__name__}: {first}){where}", err=True)
+    click.echo("  fix: this is a bug in refuseu, not in your input: please report it with that file "
+               "(REFUSEU_DEBUG=1 shows the traceback here)", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
