@@ -286,7 +286,7 @@ def _engine_summary(recipe: Recipe, sources: list[dict]) -> dict:
         "sources": ", ".join(s["label"] for s in sources),
         "dedup": f"exact + MinHash LSH (rensa, {recipe.dedup.num_perm} perms, threshold {recipe.dedup.threshold}, "
                  f"{recipe.dedup.shingle_words}-word shingles, near-duplicates: {recipe.dedup.near_action})",
-        "split": f"by group, stratified by kind/category (round-robin over attack styles), test_size "
+        "split": f"by group, stratified by kind/category (spread over attack styles where rows have one), test_size "
                  f"{recipe.split.test_size}, seed {recipe.seed}"
                  + (f"; test and train prompts of {p(recipe.split.keep_test_from)} kept"
                     if recipe.split.keep_test_from else ""),

@@ -218,7 +218,9 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     if pairs.height:
         en_or_first = pairs.filter(pl.col("lang") == first)
         counts = dict(en_or_first.group_by("category").len().iter_rows())
-        cat_rows = [[tax.codes[c], tax.names[c], counts.get(c, 0)] for c in tax.categories]
+        # The uncategorized bucket is listed only when rows fell into it.
+        cat_rows = [[tax.codes[c], tax.names[c], counts.get(c, 0)] for c in tax.categories
+                    if c != "uncategorized" or counts.get(c)]
         if styled:
             counts = dict(en_or_first.group_by("attack_style").len().iter_rows())
             style_rows = [[tax.names[s], counts.get(s, 0)] for s in tax.attack_styles]
