@@ -26,14 +26,14 @@ def checkpoint(point: str) -> None:
     pause = os.environ.get("REFUSEU_PAUSE_AT")
     if not spec and not trace and not pause:
         return
+    n = _seen[point] = _seen.get(point, 0) + 1
+    if trace:  # written first: a watcher sees the point as soon as it is reached
+        with open(trace, "a", encoding="utf-8") as f:
+            f.write(f"{point}@{n} {time.monotonic():.4f}\n")
     if pause:
         name, _, seconds = pause.partition("=")
         if name == point:
             time.sleep(float(seconds or 1))
-    n = _seen[point] = _seen.get(point, 0) + 1
-    if trace:
-        with open(trace, "a", encoding="utf-8") as f:
-            f.write(f"{point}@{n} {time.monotonic():.4f}\n")
     for item in (spec or "").split(","):
         name, _, count = item.strip().partition("@")
         if name == point and int(count or 1) == n:
