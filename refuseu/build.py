@@ -17,12 +17,13 @@ from refuseu.errors import BuildError, ReleaseDamagedError, ReleaseExistsError
 from refuseu.faults import checkpoint
 from refuseu.languages import parse_langs
 from refuseu.pipeline import Pipeline
-from refuseu.pipeline.cache import pid_alive
+from refuseu.pipeline.cache import pid_alive, remove_path
 from refuseu.pipeline.lock import build_lock
 from refuseu.pipeline.progress import Reporter
 from refuseu.release.assemble import release_tables, write_parquet, write_tables
 from refuseu.release.card import render_card
-from refuseu.release.manifest import file_hashes, package_versions, read_manifest, write_manifest
+from refuseu.release.inspect import language_counts, table_language_counts
+from refuseu.release.manifest import package_versions, read_manifest, write_manifest
 from refuseu.provenance import portable
 from refuseu.release.splits import release_splits
 from refuseu.release.verify import verify_release
@@ -58,22 +59,17 @@ class BuildSummary:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
-    @staticmethod
-    def reject_counts(funnel: dict) -> dict:
-        """stage -> reason -> rejected rows over all languages, from a manifest funnel."""
-        out: dict = {}
-        for stage, per_lang in (funnel or {}).items():
-            for counts in per_lang.values():
-                for reason, n in counts.get("reasons", {}).items():
-                    if n:
-                        out.setdefault(stage, {})[reason] = out.get(stage, {}).get(reason, 0) + n
-        return {stage: dict(sorted(r.items())) for stage, r in out.items()}
 
-    @staticmethod
-    def language_counts(release_dir, languages: list[str]) -> dict:
-        """lang -> rows in its train and test splits and in the evaluation config."""
-        from refuseu.release.inspect import language_counts
-        return language_counts(release_dir, languages)
+
+def reject_counts(funnel: dict) -> dict:
+    """stage -> reason -> rejected rows over all languages, from a manifest funnel."""
+    out: dict = {}
+    for stage, per_lang in (funnel or {}).items():
+        for counts in per_lang.values():
+            for reason, n in counts.get("reasons", {}).items():
+                if n:
+                    out.setdefault(stage, {})[reason] = out.get(stage, {}).get(reason, 0) + n
+    return {stage: dict(sorted(r.items())) for stage, r in out.items()}
 
 
 def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
@@ -153,8 +149,8 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         if check.ok and found_sig == signature:
             summary.counts = check.manifest.get("counts", {})
             summary.rejected = check.manifest.get("rejected_rows", 0)
-            summary.rejected_by = BuildSummary.reject_counts(check.manifest.get("funnel", {}))
-            summary.by_language = BuildSummary.language_counts(release_dir, languages)
+            summary.rejected_by = reject_counts(check.manifest.get("funnel", {}))
+            summary.by_language = language_counts(release_dir, languages)
             summary.seconds = time.perf_counter() - t0
             reporter.info(f"release {release_dir} is up to date (build signature {signature})")
             return summary
@@ -180,12 +176,9 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
     result = pipeline.run()
     summary.stages_run = result.stages_run
     if result.table.height == 0:
-        reasons: dict[str, int] = {}
-        for stage, per_lang in result.funnel.items():
-            for counts in per_lang.values():
-                for reason, n in counts["reasons"].items():
-                    reasons[f"{stage}/{reason}"] = reasons.get(f"{stage}/{reason}", 0) + n
-        why = ", ".join(f"{k}: {n}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:6]) or "no input rows"
+        reasons = [(f"{stage}/{reason}", n) for stage, per in reject_counts(result.funnel).items()
+                   for reason, n in per.items()]
+        why = ", ".join(f"{k}: {n}" for k, n in sorted(reasons, key=lambda kv: -kv[1])[:6]) or "no input rows"
         raise BuildError(f"no row survived the pipeline, so there is nothing to release (rejected: {why})",
                          hint="check the sources and the recipe limits named above (e.g. normalize.min_chars)")
     tables = release_tables(result.table, languages)
@@ -193,7 +186,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
     # exists whole or not at all, and its manifest is written last.
     out.mkdir(parents=True, exist_ok=True)
     staging = out / f".{recipe.release_name}.staging-{host_tag()}-{os.getpid()}"
-    _remove(staging)
+    remove_path(staging)
     staging.mkdir()
     sources = pipeline.stages[0].signature_parts()["sources"]
     try:
@@ -210,7 +203,8 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         checkpoint("release:card")
         counts = {f"{c}/{s}": df.height for (c, s), df in tables.items()}
         summary.counts, summary.rejected = counts, rejects.height
-        summary.rejected_by = BuildSummary.reject_counts(result.funnel)
+        summary.rejected_by = reject_counts(result.funnel)
+        summary.by_language = table_language_counts(tables, languages)
         write_manifest(staging, {
             "name": recipe.name, "version": recipe.version, "build_signature": signature,
             "format": RELEASE_FORMAT, "previous": previous, "languages": languages,
@@ -223,10 +217,9 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         checkpoint("release:manifest")
         summary.status = _publish(staging, release_dir, replace_damaged=damaged)
     finally:
-        _remove(staging)
+        remove_path(staging)
     if summary.status == "up_to_date":
         reporter.info(f"release {release_dir} already holds these rows; left as it is")
-    summary.by_language = BuildSummary.language_counts(release_dir, languages)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -307,7 +300,7 @@ def _publish(staging: Path, release_dir: Path, *, replace_damaged: bool = False)
         os.rename(release_dir, aside)
         checkpoint("release:aside")
         os.rename(staging, release_dir)
-        _remove(aside)
+        remove_path(aside)
         return "repaired"
     checkpoint("release:rename")
     try:
@@ -322,7 +315,7 @@ def _publish(staging: Path, release_dir: Path, *, replace_damaged: bool = False)
         raise ReleaseDamagedError(f"release {release_dir} appeared during this build and is damaged: "
                                   + "; ".join(check.problems()[:6]),
                                   hint="remove the folder and build again")
-    new = file_hashes(staging)
+    new = read_manifest(staging)["files"]  # hashed when the staged manifest was written
     data_new = {k: v for k, v in new.items() if k.startswith("data/")}
     data_old = {k: v for k, v in check.files.items() if k.startswith("data/")}
     if data_new == data_old:
@@ -363,27 +356,20 @@ def remove_leftovers(out: Path, build_dir: Path) -> int:
         for p in out.iterdir():
             m = LEFTOVER.match(p.name)
             if m and _gone(m.group("host"), int(m.group("pid")), p):
-                _remove(p)
+                remove_path(p)
                 n += 1
     old = build_dir / "staging"
     if old.is_dir() and not old.is_symlink():
         for p in old.iterdir():
             m = OLD_STAGING.match(p.name)
             if m and p.is_dir() and not pid_alive(int(m.group("pid"))):
-                _remove(p)
+                remove_path(p)
                 n += 1
         try:
             old.rmdir()  # only when nothing else is in it
         except OSError:
             pass
     return n
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink(missing_ok=True)
 
 
 def render_recipe_card(recipe_path: str | None = None, *, build_dir: str | None = None) -> str:

@@ -95,22 +95,31 @@ class StageCache:
             pid = p.name.rsplit("-", 1)[-1]
             if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
                 continue
-            _remove(p)
+            remove_path(p)
             n += 1
         return n
 
     def discard(self, path: Path) -> None:
-        _remove(path)
+        remove_path(path)
 
     # --- reading ------------------------------------------------------------------------
-    def _read_verified(self, path: Path, info: dict) -> bytes:
+    @staticmethod
+    def _read_verified(path: Path, checksum: str, size: int | None = None, *, entry: str | None = None) -> bytes:
+        """The file's bytes, once they match ``checksum`` (and ``size`` when given)."""
         try:
             data = path.read_bytes()
         except OSError as e:
-            raise CacheDamaged(f"{path.name} unreadable ({e.strerror or type(e).__name__})") from None
-        if len(data) != info.get("bytes") or file_checksum(data) != info.get("xxh3_128"):
-            raise CacheDamaged(f"{path.name} does not match its checksum")
+            raise CacheDamaged(f"{path.name} unreadable ({e.strerror or type(e).__name__})", entry=entry) from None
+        if (size is not None and len(data) != size) or file_checksum(data) != checksum:
+            raise CacheDamaged(f"{path.name} does not match its checksum", entry=entry)
         return data
+
+    @staticmethod
+    def _ipc(data: bytes, name: str, *, columns: list[str] | None = None, entry: str | None = None) -> pl.DataFrame:
+        try:
+            return pl.read_ipc(io.BytesIO(data), columns=columns)
+        except Exception as e:  # checksum matched but the bytes are not Arrow: written by a bug
+            raise CacheDamaged(f"{name} unreadable ({type(e).__name__})", entry=entry) from None
 
     def load(self, path: Path, *, stage: str, signature: str) -> Entry:
         """The entry at ``path`` with its meta and rejected rows verified."""
@@ -125,12 +134,9 @@ class StageCache:
         if meta.get("format") != FORMAT or meta.get("stage") != stage or meta.get("signature") != signature:
             raise CacheDamaged("meta.json belongs to another stage, signature or cache format")
         _check_meta_shape(meta)
-        data = self._read_verified(path / "rejected.arrow", meta["files"]["rejected.arrow"])
-        try:
-            rejected = pl.read_ipc(io.BytesIO(data))
-        except Exception as e:  # checksum matched but the bytes are not Arrow: written by a bug
-            raise CacheDamaged(f"rejected.arrow unreadable ({type(e).__name__})") from None
-        return Entry(path=path, meta=meta, rejected=rejected)
+        info = meta["files"]["rejected.arrow"]
+        data = self._read_verified(path / "rejected.arrow", info["xxh3_128"], info["bytes"])
+        return Entry(path=path, meta=meta, rejected=self._ipc(data, "rejected.arrow"))
 
     def load_kept(self, entry: Entry) -> pl.DataFrame:
         """The entry's kept rows, resolving column references to earlier entries."""
@@ -141,26 +147,14 @@ class StageCache:
         own = self.rel(entry.path)
         by_entry.setdefault(own, [])  # checked even when every column is a reference
         parts: dict[str, pl.Series] = {}
+        own_info = entry.meta["files"]["kept.arrow"]
         for where, cols in by_entry.items():
-            if where == own:
-                info = entry.meta["files"]["kept.arrow"]
-            else:
-                info = {"bytes": None, "xxh3_128": refs[cols[0]].checksum}
-            path = self.root / where / "kept.arrow"
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                raise CacheDamaged(f"kept.arrow unreadable ({e.strerror or type(e).__name__})",
-                                   entry=where) from None
-            if file_checksum(data) != info["xxh3_128"] or (info["bytes"] is not None and len(data) != info["bytes"]):
-                raise CacheDamaged("kept.arrow does not match its checksum", entry=where)
-            if not cols:
-                continue
-            try:
-                df = pl.read_ipc(io.BytesIO(data), columns=cols)
-            except Exception as e:
-                raise CacheDamaged(f"kept.arrow unreadable ({type(e).__name__})", entry=where) from None
-            parts.update({c: df.get_column(c) for c in cols})
+            checksum, size = ((own_info["xxh3_128"], own_info["bytes"]) if where == own
+                              else (refs[cols[0]].checksum, None))
+            data = self._read_verified(self.root / where / "kept.arrow", checksum, size, entry=where)
+            if cols:
+                df = self._ipc(data, "kept.arrow", columns=cols, entry=where)
+                parts.update({c: df.get_column(c) for c in cols})
         heights = {s.len() for s in parts.values()}
         if len(heights) > 1 or (heights and heights.pop() != entry.meta["rows"]):
             raise CacheDamaged("kept columns have different row counts")
@@ -174,7 +168,7 @@ class StageCache:
               upstream_columns: dict[str, ColumnRef] | None) -> dict[str, ColumnRef]:
         """Write an entry (whole or not at all); returns where each kept column lives."""
         tmp = self.root / ".partial" / f"{path.parent.name}-{path.name}-{os.getpid()}"
-        _remove(tmp)
+        remove_path(tmp)
         tmp.mkdir(parents=True)
         own = self.rel(path)
         # Columns equal to the input's are referenced, not copied.
@@ -202,7 +196,7 @@ class StageCache:
         meta["check"] = _meta_checksum(meta)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
         checkpoint(f"cache:{stage}:meta.json")
-        _remove(path)
+        remove_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, path)
         return {c: ColumnRef(e, h) for c, e, h in columns}
@@ -239,7 +233,8 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Remove a file or folder if it is there (never following a symlink into a folder)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():

@@ -66,13 +66,21 @@ def inspect_release(release: str | Path) -> dict:
 
 def language_counts(release: str | Path, languages: list[str] | None = None) -> dict:
     """lang -> {"train", "test", "eval"}: rows of ``lang_xx`` train/test and of ``evaluation``."""
-    root = Path(release)
+    files = sorted((Path(release) / "data").glob("*/*.parquet"))
+    return _tally(((f.parent.name, f.name.split("-")[0], pl.read_parquet(f, columns=["lang"])) for f in files),
+                  languages)
+
+
+def table_language_counts(tables: dict[tuple[str, str], pl.DataFrame], languages: list[str]) -> dict:
+    """:func:`language_counts` of release tables still in memory ((config, split) -> rows)."""
+    return _tally(((config, split, df) for (config, split), df in tables.items()), languages)
+
+
+def _tally(parts, languages: list[str] | None) -> dict:
     out: dict = {}
-    for f in sorted((root / "data").glob("*/*.parquet")):
-        config, split = f.parent.name, f.name.split("-")[0]
-        langs = pl.read_parquet(f, columns=["lang"]).get_column("lang")
-        for lang, n in langs.value_counts(sort=True).iter_rows():
-            key = "eval" if config == "evaluation" else split
+    for config, split, df in parts:
+        key = "eval" if config == "evaluation" else split
+        for lang, n in df.get_column("lang").value_counts(sort=True).iter_rows():
             row = out.setdefault(lang, {"train": 0, "test": 0, "eval": 0})
             row[key] = row.get(key, 0) + n
     order = list(languages or []) + sorted(set(out) - set(languages or []))

@@ -37,12 +37,17 @@ def resolve_commit(name: str, revision: str | None, *, spec: str) -> str:
     return _resolved[(name, rev)]
 
 
+def _ref(name: str, rev: str) -> Path:
+    """Where the Hugging Face cache records which commit a branch or tag points to."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return Path(HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}" / "refs" / rev
+
+
 def _remember(name: str, rev: str, sha: str) -> None:
     """Record branch/tag -> commit in the Hugging Face cache (as huggingface_hub does), so an
     offline rebuild resolves the same name to the same commit."""
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    ref = Path(HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}" / "refs" / rev
+    ref = _ref(name, rev)
     try:
         ref.parent.mkdir(parents=True, exist_ok=True)
         ref.write_text(sha, encoding="utf-8")
@@ -79,11 +84,8 @@ def _resolve(name: str, rev: str, *, spec: str) -> str:
 
 
 def _cached_commit(name: str, rev: str) -> str | None:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    ref = Path(HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}" / "refs" / rev
     try:
-        sha = ref.read_text(encoding="utf-8").strip()
+        sha = _ref(name, rev).read_text(encoding="utf-8").strip()
     except OSError:
         return None
     return sha if COMMIT.match(sha) else None
