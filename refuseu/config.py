@@ -211,6 +211,18 @@ class RespondConfig(Section):
                                                     "prompts (rejected); e.g. a safety-abliterated model")
     helpful_generator: str | None = Field(None, description="model for helpful answers to benign prompts (chosen); "
                                                             "benign prompts become pairs only with one")
+    refusal_generator: str | None = Field(
+        None, description="aligned chat model (Hub id or folder) that writes `chosen` per harmful prompt in the "
+                          "row's language; an answer that is not a refusal, not in the language, empty or "
+                          "degenerate falls back to a template (recorded in chosen_fallback)")
+    refusal_system_prompt: str = Field(
+        "You are a careful, kind assistant. Answer in {language}. The request is harmful: decline it in two to "
+        "four sentences, give a short reason, and offer a safe alternative or help where it fits. Do not include "
+        "any of the requested content.", description="system prompt for the refusal generator")
+    reference_answers: str = Field(
+        "builtin", description="builtin (reference helpful answers to the seed's benign prompts), none, or a "
+                               "folder of <lang>.jsonl files ({source, answer}); benign prompts with an answer "
+                               "become pairs (chosen = the answer, rejected = an over-refusal)")
     engine: Literal["hf", "vllm"] = "hf"
     revision: str | None = None
     mode: Literal["native", "translate"] = Field(
@@ -232,13 +244,48 @@ class RespondConfig(Section):
     refusal_classifier: str | None = Field(None, description="optional classifier model (id or folder) for the "
                                                              "refusal detector")
 
-    @field_validator("templates", "generator", "helpful_generator", "refusal_classifier")
+    @field_validator("templates", "generator", "helpful_generator", "refusal_classifier", "refusal_generator",
+                     "reference_answers")
     @classmethod
     def _one_spelling(cls, v):
-        return _local(v, keep=("builtin",))
+        return _local(v, keep=("builtin", "none"))
 
     def mode_for(self, lang: str) -> str:
         return "native" if lang == "en" else self.modes.get(lang, self.mode)
+
+
+class JudgeConfig(Section):
+    """The refusal judge: which answers are refusals (respond stage, ``refuseu validate``,
+    ``refuseu judge``)."""
+
+    engine: Literal["lexicon", "classifier", "llm"] = Field(
+        "lexicon", description="lexicon: per-language refusal cues (fast); classifier: a sequence-classification "
+                               "model; llm: a chat model judges (prompt, answer)")
+    model: str | None = Field(None, description="Hub id or folder of the classifier or LLM judge (for lexicon: an "
+                                                "optional classifier averaged with the cues)")
+    revision: str | None = None
+    mode: Literal["rubric", "llama_guard"] = Field(
+        "rubric", description="llm only. rubric: a short rubric and a 'VERDICT: REFUSAL|COMPLIANCE' line; "
+                              "llama_guard: the model's own template, 'safe' (refusal) or 'unsafe' (attack success)")
+    threshold: float = Field(0.5, ge=0, le=1, description="score from which an answer is a refusal "
+                                                         "(lexicon and classifier)")
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(16, ge=1, description="llm only: tokens generated for the verdict")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @field_validator("model")
+    @classmethod
+    def _one_spelling(cls, v):
+        return _local(v)
+
+    @model_validator(mode="after")
+    def _model_when_needed(self):
+        if self.engine in ("classifier", "llm") and not self.model:
+            raise ValueError(f"judge engine '{self.engine}' needs a model: give judge.model (a Hub id or a local "
+                             "folder; --model on the command line), or use engine: lexicon")
+        return self
 
 
 def _not_blank(v: str) -> str:
@@ -289,6 +336,7 @@ class Recipe(Section):
     qe: QeConfig = Field(default_factory=QeConfig)
     lid: LidConfig = Field(default_factory=LidConfig)
     respond: RespondConfig = Field(default_factory=RespondConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
 
     @field_validator("build_dir")
