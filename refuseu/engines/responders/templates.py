@@ -3,12 +3,24 @@
 Templates are written in each language (``refuseu/data/templates/<lang>.yaml``), not
 translated. The registry's version is a hash of every file it serves, so editing a
 template changes the build signature.
+
+Format 2 files are composable: a refusal for a harmful prompt is
+``[opening] + core + reason(category) + [redirect(category)]`` and a compliance text is
+``opener(category) + continuation``, each chosen by a mixed-radix decomposition of a
+64-bit ``pick``, so a few dozen sentences give hundreds of distinct answers of varied
+length. Self-harm, medical emergencies (hint ``urgent``) and specialized advice by domain
+(hints ``medical``, ``legal``, ``financial``) get whole answers written for them.
+Format 1 files (whole refusals per category, one list of openers) still load: then a pick
+chooses one whole template.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -16,18 +28,281 @@ import yaml
 from refuseu.errors import BuildError, InputError
 from refuseu.resources import data_dir
 
-MIN_GENERAL_REFUSALS = 12
+#: Categories a format-2 file may give reasons, redirects and openers for (the MLCommons
+#: hazard list of ``schemas/taxonomy.yaml``). Any other category uses the general lists.
+CATEGORIES = ("violent_crimes", "non_violent_crimes", "sex_related_crimes", "child_sexual_exploitation",
+              "defamation", "specialized_advice", "privacy", "intellectual_property", "indiscriminate_weapons",
+              "hate", "suicide_self_harm", "sexual_content", "elections", "code_interpreter_abuse")
+SELF_HARM = "suicide_self_harm"
+SPECIALIZED = "specialized_advice"
+DOMAINS = ("medical", "legal", "financial")
+HINTS = ("urgent",) + DOMAINS
+
+MIN_GENERAL_REFUSALS = 12  # format 1
+# Format 2 minimums: field path -> fewest entries.
+MINIMUMS = {
+    "refusals.openings": 6, "refusals.core": 12, "refusals.reasons.general": 3, "refusals.reasons.<category>": 3,
+    "refusals.redirects.general": 4, "refusals.redirects.<category>": 2, "refusals.self_harm": 6,
+    "refusals.urgent": 4, "refusals.specialized.<domain>": 3, "compliance_openers.openers.general": 15,
+    "compliance_openers.openers.<category>": 2, "compliance_openers.continuations": 8, "over_refusals": 8,
+}
+FORMAT_HINT = "see refuseu/data/templates/en.yaml for the format"
+
+
+def _mix(pick: int) -> int:
+    """splitmix64 of the pick: neighbouring picks (consecutive ids) land far apart."""
+    z = (int(pick) + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+def _join(*parts: str | None) -> str:
+    return " ".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
 class LanguageTemplates:
+    """The templates of one language. Build with :meth:`TemplateRegistry.get`."""
+
     lang: str
-    refusals: dict[str, tuple[str, ...]]    # "general" and category-specific lists
-    compliance_openers: tuple[str, ...]
-    over_refusals: tuple[str, ...]
+    format: int
+    openings: tuple[str, ...] = ()
+    core: tuple[str, ...] = ()
+    reasons: dict[str, tuple[str, ...]] = field(default_factory=dict)      # "general" + per category
+    redirects: dict[str, tuple[str, ...]] = field(default_factory=dict)    # "general" + per category
+    self_harm: tuple[str, ...] = ()
+    urgent: tuple[str, ...] = ()
+    specialized: dict[str, tuple[str, ...]] = field(default_factory=dict)  # domain -> whole answers
+    openers: dict[str, tuple[str, ...]] = field(default_factory=dict)      # "general" + per category
+    continuations: tuple[str, ...] = ()
+    over_refusals: tuple[str, ...] = ()
+    whole_refusals: dict[str, tuple[str, ...]] = field(default_factory=dict)  # format 1: "general" + per category
+
+    # -- composition ------------------------------------------------------------------------
+
+    def _whole(self, category: str, hint: str | None) -> tuple[str, ...] | None:
+        """The whole-answer list for this category and hint, or None where answers are composed."""
+        if hint is not None and hint not in HINTS:
+            raise InputError(f"unknown template hint {hint!r}; expected one of {', '.join(HINTS)} or none",
+                             field="hint")
+        if self.format == 1:
+            return self.whole_refusals.get(category) or self.whole_refusals["general"]
+        if hint == "urgent":
+            return self.urgent
+        if category == SELF_HARM:
+            return self.self_harm
+        if category == SPECIALIZED and hint in DOMAINS:
+            return self.specialized[hint]
+        return None
+
+    def _parts(self, category: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return (self.reasons.get(category) or self.reasons["general"],
+                self.redirects.get(category) or self.redirects["general"])
+
+    def chosen_for(self, category: str, hint: str | None = None, pick: int = 0) -> str:
+        """The refusal for a harmful prompt of ``category``, deterministic in ``pick`` (64-bit).
+
+        The mixed pick is read as mixed-radix digits: core, reason, opening (absent for half
+        the values), redirect (absent for half the values)."""
+        r = _mix(pick)
+        whole = self._whole(category, hint)
+        if whole is not None:
+            return whole[r % len(whole)]
+        reasons, redirects = self._parts(category)
+        r, core = divmod(r, len(self.core))
+        r, reason = divmod(r, len(reasons))
+        r, opening = divmod(r, 2 * len(self.openings))
+        redirect = r % (2 * len(redirects))
+        return _join(self.openings[opening] if opening < len(self.openings) else None, self.core[core],
+                     reasons[reason], redirects[redirect] if redirect < len(redirects) else None)
+
+    def opener_pool(self, category: str) -> tuple[str, ...]:
+        """Compliance openers for ``category``: its own list merged with the general one."""
+        general = self.openers["general"]
+        return general + tuple(o for o in self.openers.get(category, ()) if o not in general)
+
+    def rejected_for(self, category: str, pick: int) -> str:
+        """A compliance text (the template fallback for ``rejected``): opener + continuation."""
+        r = _mix(pick)
+        openers = self.opener_pool(category)
+        r, opener = divmod(r, len(openers))
+        if not self.continuations:  # format 1: the opener alone
+            return openers[opener]
+        return _join(openers[opener], self.continuations[r % len(self.continuations)])
+
+    def over_refusal_for(self, pick: int) -> str:
+        """A refusal of a benign request (the rejected side of a benign pair)."""
+        if not self.over_refusals:
+            raise BuildError(f"the {self.lang} templates have no over_refusals",
+                             hint="add an over_refusals list to the template file")
+        return self.over_refusals[_mix(pick) % len(self.over_refusals)]
+
+    # -- everything a file can produce ----------------------------------------------------------
+
+    def _compositions(self, category: str) -> Iterator[str]:
+        reasons, redirects = self._parts(category)
+        for opening, core, reason, redirect in itertools.product(
+                (None,) + self.openings, self.core, reasons, (None,) + redirects):
+            yield _join(opening, core, reason, redirect)
+
+    def iter_refusals(self) -> Iterator[str]:
+        """Every distinct refusal ``chosen_for`` can return (all categories and hints)."""
+        seen: set[str] = set()
+        if self.format == 1:
+            streams = list(self.whole_refusals.values())
+        else:
+            streams = [self._compositions(c) for c in ("general",) + CATEGORIES if c != SELF_HARM]
+            streams += [self.self_harm, self.urgent, *self.specialized.values()]
+        for text in itertools.chain.from_iterable(streams):
+            if text not in seen:
+                seen.add(text)
+                yield text
+
+    def iter_rejected(self) -> Iterator[str]:
+        """Every distinct compliance text ``rejected_for`` can return."""
+        seen: set[str] = set()
+        openers = [o for pool in self.openers.values() for o in pool]
+        for opener in openers:
+            for text in ([_join(opener, c) for c in self.continuations] if self.continuations else [opener]):
+                if text not in seen:
+                    seen.add(text)
+                    yield text
+
+    def iter_parts(self) -> Iterator[tuple[str, str]]:
+        """(field path, sentence) for every text in the file, for language-ID checks."""
+        lists: list[tuple[str, tuple[str, ...]]]
+        if self.format == 1:
+            lists = [(f"refusals.{k}", v) for k, v in self.whole_refusals.items()]
+            lists.append(("compliance_openers", self.openers["general"]))
+        else:
+            lists = [("refusals.openings", self.openings), ("refusals.core", self.core)]
+            lists += [(f"refusals.reasons.{k}", v) for k, v in self.reasons.items()]
+            lists += [(f"refusals.redirects.{k}", v) for k, v in self.redirects.items()]
+            lists += [("refusals.self_harm", self.self_harm), ("refusals.urgent", self.urgent)]
+            lists += [(f"refusals.specialized.{k}", v) for k, v in self.specialized.items()]
+            lists += [(f"compliance_openers.openers.{k}", v) for k, v in self.openers.items()]
+            lists.append(("compliance_openers.continuations", self.continuations))
+        lists.append(("over_refusals", self.over_refusals))
+        for path, texts in lists:
+            for i, text in enumerate(texts):
+                yield f"{path}[{i}]", text
+
+    # -- whole pools (for callers that pick from a list) ----------------------------------------
 
     def refusal_pool(self, category: str) -> tuple[str, ...]:
+        """Every refusal for ``category`` without a hint, in a fixed order."""
         return self.refusals.get(category) or self.refusals["general"]
+
+    @cached_property
+    def refusals(self) -> dict[str, tuple[str, ...]]:
+        """Category -> every refusal it can get without a hint ("general" for any other category)."""
+        if self.format == 1:
+            return dict(self.whole_refusals)
+        out = {c: tuple(dict.fromkeys(self._compositions(c))) for c in ("general",) + CATEGORIES if c != SELF_HARM}
+        out[SELF_HARM] = self.self_harm
+        return out
+
+    @cached_property
+    def compliance_openers(self) -> tuple[str, ...]:
+        """Every compliance text of any category."""
+        return tuple(self.iter_rejected())
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+class _Reader:
+    """Checks the fields of one template file; every error names the file and the field."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, message: str, field: str, hint: str = FORMAT_HINT):
+        raise InputError(message, file=str(self.path), field=field, hint=hint)
+
+    def texts(self, value, field: str, minimum: int, *, required: bool = True) -> tuple[str, ...]:
+        if value is None:
+            if required:
+                self.fail(f"missing; needs a list of at least {minimum} texts", field)
+            return ()
+        if not isinstance(value, list):
+            self.fail(f"must be a list of texts, not {type(value).__name__}", field)
+        for i, t in enumerate(value):
+            if not isinstance(t, str) or not t.strip():
+                self.fail(f"entry {i} must be a non-empty text, not {t!r}", field)
+        out = tuple(t.strip() for t in value)
+        if len(set(out)) < minimum:
+            self.fail(f"needs at least {minimum} distinct texts, found {len(set(out))}", field)
+        return out
+
+    def mapping(self, value, field: str, allowed: tuple[str, ...], *, required: bool = True) -> dict:
+        if value is None and not required:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(f"must be a mapping with keys among {', '.join(allowed)}", field)
+        unknown = sorted(str(k) for k in value if k not in allowed)
+        if unknown:
+            self.fail(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}", field)
+        return value
+
+    def by_category(self, value, field: str, general_min: int, category_min: int) -> dict[str, tuple[str, ...]]:
+        value = self.mapping(value, field, ("general",) + CATEGORIES)
+        out = {"general": self.texts(value.get("general"), f"{field}.general", general_min)}
+        for c in CATEGORIES:
+            if c in value:
+                out[c] = self.texts(value[c], f"{field}.{c}", category_min)
+        return out
+
+
+def load_templates(path: str | Path, lang: str | None = None) -> LanguageTemplates:
+    """Load and check one template file (format 1 or 2)."""
+    path = Path(path)
+    lang = lang or path.stem
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise InputError(f"invalid YAML: {' '.join(str(e).split())}", file=str(path)) from None
+    except OSError as e:
+        raise InputError(f"cannot read template file: {e.strerror}", file=str(path)) from None
+    rd = _Reader(path)
+    if not isinstance(data, dict):
+        rd.fail("must be a mapping with refusals and compliance_openers", "(top level)")
+    if data.get("lang") not in (None, lang):
+        rd.fail(f"says {data['lang']!r} but the file is for {lang!r}", "lang", hint=f"set lang: {lang}")
+    fmt = data.get("format", 1)
+    if fmt not in (1, 2):
+        rd.fail(f"unknown format {fmt!r}; supported: 1, 2", "format")
+    if fmt == 1:
+        return _load_v1(data, lang, rd)
+    rd.mapping(data, "(top level)", ("lang", "format", "refusals", "compliance_openers", "over_refusals"))
+    ref = rd.mapping(data.get("refusals"), "refusals",
+                     ("openings", "core", "reasons", "redirects", "self_harm", "urgent", "specialized"))
+    comp = rd.mapping(data.get("compliance_openers"), "compliance_openers", ("openers", "continuations"))
+    spec = rd.mapping(ref.get("specialized"), "refusals.specialized", DOMAINS)
+    return LanguageTemplates(
+        lang=lang, format=2,
+        openings=rd.texts(ref.get("openings"), "refusals.openings", 6),
+        core=rd.texts(ref.get("core"), "refusals.core", 12),
+        reasons=rd.by_category(ref.get("reasons"), "refusals.reasons", 3, 3),
+        redirects=rd.by_category(ref.get("redirects"), "refusals.redirects", 4, 2),
+        self_harm=rd.texts(ref.get("self_harm"), "refusals.self_harm", 6),
+        urgent=rd.texts(ref.get("urgent"), "refusals.urgent", 4),
+        specialized={d: rd.texts(spec.get(d), f"refusals.specialized.{d}", 3) for d in DOMAINS},
+        openers=rd.by_category(comp.get("openers"), "compliance_openers.openers", 15, 2),
+        continuations=rd.texts(comp.get("continuations"), "compliance_openers.continuations", 8),
+        over_refusals=rd.texts(data.get("over_refusals"), "over_refusals", 8),
+    )
+
+
+def _load_v1(data: dict, lang: str, rd: _Reader) -> LanguageTemplates:
+    refusals = data.get("refusals")
+    if not isinstance(refusals, dict):
+        rd.fail("missing; needs refusals.general and optional lists per category", "refusals")
+    whole = {str(k): rd.texts(v, f"refusals.{k}", 1) for k, v in refusals.items()}
+    whole["general"] = rd.texts(refusals.get("general"), "refusals.general", MIN_GENERAL_REFUSALS)
+    openers = rd.texts(data.get("compliance_openers"), "compliance_openers", 1)
+    return LanguageTemplates(lang=lang, format=1, whole_refusals=whole, openers={"general": openers},
+                             over_refusals=rd.texts(data.get("over_refusals"), "over_refusals", 0, required=False))
 
 
 class TemplateRegistry:
@@ -58,25 +333,6 @@ class TemplateRegistry:
 
     def get(self, lang: str) -> LanguageTemplates:
         if lang not in self._cache:
-            path = self.folder / f"{lang}.yaml"
             self.require([lang])
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except yaml.YAMLError as e:
-                raise InputError(f"invalid YAML: {e}", file=str(path)) from None
-            try:
-                refusals = {k: tuple(v) for k, v in data["refusals"].items()}
-                tpl = LanguageTemplates(lang=lang, refusals=refusals,
-                                        compliance_openers=tuple(data["compliance_openers"]),
-                                        over_refusals=tuple(data.get("over_refusals") or ()))
-            except (KeyError, TypeError, AttributeError) as e:
-                raise InputError(f"template file lacks {e}", file=str(path),
-                                 hint="needs refusals.general, compliance_openers (see en.yaml)") from None
-            if len(tpl.refusals.get("general", ())) < MIN_GENERAL_REFUSALS:
-                raise InputError(f"needs at least {MIN_GENERAL_REFUSALS} general refusals",
-                                 file=str(path), field="refusals.general")
-            if not tpl.compliance_openers:
-                raise InputError("needs at least one compliance opener", file=str(path),
-                                 field="compliance_openers")
-            self._cache[lang] = tpl
+            self._cache[lang] = load_templates(self.folder / f"{lang}.yaml", lang)
         return self._cache[lang]
