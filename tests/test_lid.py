@@ -2,12 +2,12 @@ import json
 
 import polars as pl
 import pytest
-import yaml
 
 from refuseu.config import LidConfig
 from refuseu.engines.lid.combined import CombinedLid
 from refuseu.engines.lid.fasttext_lid import FastTextLid
 from refuseu.engines.lid.lingua_lid import LinguaLid
+from refuseu.engines.responders.templates import TemplateRegistry
 from refuseu.languages import ALL12
 from refuseu.resources import data_dir
 from refuseu.stages.base import StageContext
@@ -104,15 +104,13 @@ def test_lid_stage_low_confidence_threshold_per_language(combined):
 def test_every_shipped_translation_and_template_passes_lid(combined):
     """The seed translation memory and the native templates pass the default rule: 100%."""
     cfg = LidConfig()
+    templates = TemplateRegistry()
     failures = []
     for lang in LANGS:
         if lang == "en":
             continue
         texts = [json.loads(l)["target"] for l in (data_dir() / "tm" / f"{lang}.jsonl").read_text("utf-8").splitlines()]
-        tpl = yaml.safe_load((data_dir() / "templates" / f"{lang}.yaml").read_text("utf-8"))
-        for pool in tpl["refusals"].values():
-            texts += pool
-        texts += tpl["compliance_openers"] + tpl.get("over_refusals", [])
+        texts += [text for _, text in templates.get(lang).iter_parts()]  # every sentence of the file
         for text, p in zip(texts, combined.predict(texts, [lang] * len(texts))):
             if p.lang != lang or p.score < cfg.threshold_for(lang):
                 failures.append((lang, p.lang, round(p.score, 3), text[:60]))

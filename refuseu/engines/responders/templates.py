@@ -103,8 +103,8 @@ class LanguageTemplates:
     def chosen_for(self, category: str, hint: str | None = None, pick: int = 0) -> str:
         """The refusal for a harmful prompt of ``category``, deterministic in ``pick`` (64-bit).
 
-        The mixed pick is read as mixed-radix digits: core, reason, opening (absent for half
-        the values), redirect (absent for half the values)."""
+        The mixed pick is read as mixed-radix digits: core, reason, opening (absent for two
+        values in three), redirect (absent for half the values), so lengths vary."""
         r = _mix(pick)
         whole = self._whole(category, hint)
         if whole is not None:
@@ -112,7 +112,7 @@ class LanguageTemplates:
         reasons, redirects = self._parts(category)
         r, core = divmod(r, len(self.core))
         r, reason = divmod(r, len(reasons))
-        r, opening = divmod(r, 2 * len(self.openings))
+        r, opening = divmod(r, 3 * len(self.openings))
         redirect = r % (2 * len(redirects))
         return _join(self.openings[opening] if opening < len(self.openings) else None, self.core[core],
                      reasons[reason], redirects[redirect] if redirect < len(redirects) else None)
