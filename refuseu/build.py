@@ -84,7 +84,7 @@ def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
         QeStage(recipe.qe, languages=languages, cache_dir=recipe.build_dir, back_translator=translate.engine),
         LidStage(recipe.lid, languages=languages, fields=("prompt",), name="lid_prompt"),
         RespondStage(recipe.respond, languages=languages, cache_dir=recipe.build_dir, translator=translate.engine,
-                     qe=recipe.qe),
+                     qe=recipe.qe, judge=recipe.judge, lid=recipe.lid),
         LidStage(recipe.lid, languages=languages, fields=("chosen", "rejected"), name="lid_response"),
     ]
 

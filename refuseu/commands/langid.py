@@ -38,7 +38,7 @@ def read_jsonl_rows(path: str | Path, *, required: tuple[str, ...] = ("text",)) 
 
 def langid_file(path: str | Path, out: str | Path, *, engine: str = "combined", langs: str = "all",
                 threshold: float | None = None) -> dict:
-    from refuseu.stages.lid import make_identifier
+    from refuseu.engines.lid import make_identifier
 
     rows = read_jsonl_rows(path)
     languages = parse_langs(langs)

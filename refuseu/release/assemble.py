@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 PAIR_COLUMNS = ("pair_id", "prompt_id", "group_id", "lang", "split", "kind", "category", "attack_style",
-                "prompt", "chosen", "rejected", "chosen_origin", "rejected_origin", "origin", "engine",
+                "prompt", "chosen", "rejected", "chosen_origin", "rejected_origin", "chosen_fallback", "origin", "engine",
                 "engine_revision", "qe_score", "qe_method", "lid_lang", "lid_score", "source")
 EVAL_SPLIT = "eval"
 

@@ -44,7 +44,7 @@ def front_matter(*, written: dict[str, list[str]], languages: list[str], license
         language_creators.add("expert-generated")
     if any(s != "seed" for s in sources):
         language_creators.add("other")
-    if "mt" in origins or any(o not in ("template", "tm", "source") for o in response_origins):
+    if "mt" in origins or any(o not in ("template", "reference", "tm", "source") for o in response_origins):
         language_creators.add("machine-generated")
     # Labels: the preference (chosen over rejected) is made by the pipeline; categories and
     # styles come from the seed (hand-labelled) or the curator's own columns.
@@ -103,7 +103,10 @@ FIELDS = {
     "prompt": ("string", "the request, in the row's language"),
     "chosen": ("string", "the preferred response (a refusal for a harmful prompt)"),
     "rejected": ("string", "the dispreferred response (a compliant answer for a harmful prompt)"),
-    "chosen_origin": ("string", "where `chosen` comes from (`template`, or the generator model's label)"),
+    "chosen_origin": ("string", "where `chosen` comes from: `template`, `reference` (a reference helpful answer "
+                                "to a benign prompt), or the generator model's label"),
+    "chosen_fallback": ("string", "why a model-written refusal was replaced by the template (`not_refusal`, "
+                                  "`wrong_language:xx`, `empty`, `degenerate`, a translation check); null otherwise"),
     "rejected_origin": ("string", "where `rejected` comes from (`template`, or the generator model's label)"),
     "origin": ("string", "where `prompt` comes from: `source` (English original), `tm` (translation memory), "
                          "`mt` (machine translation)"),

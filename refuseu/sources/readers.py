@@ -21,9 +21,13 @@ from refuseu.errors import BuildError, InputError
 from refuseu.resources import schemas_dir, seed_prompts_path
 from refuseu.taxonomy import UNCATEGORIZED, Taxonomy, label_key, load_taxonomy
 
-RAW_COLUMNS = ("text", "kind", "category", "attack_style", "source", "source_row")
+RAW_COLUMNS = ("text", "kind", "category", "attack_style", "hint", "source", "source_row")
 FIELDS = ("text", "kind", "category", "attack_style")
 KINDS = ("harmful", "benign")
+# Optional per-row response hints: a row field ``urgent: true`` (a medical emergency happening
+# now: the refusal says to call 112) or ``domain`` (medical | legal | financial: which
+# professional a specialized-advice refusal points to). Carried as one column, ``hint``.
+DOMAINS = ("medical", "legal", "financial")
 FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
               ".parquet": "parquet"}
 # Column names recognized without a mapping (case-insensitive); two matches are an error.
@@ -360,7 +364,7 @@ def read_sources(sources: list[SourceConfig], *, taxonomy: Taxonomy | None = Non
 
 def _raw_schema() -> dict:
     return {"text": pl.String, "kind": pl.String, "category": pl.String, "attack_style": pl.String,
-            "source": pl.String, "source_row": pl.Int64}
+            "hint": pl.String, "source": pl.String, "source_row": pl.Int64}
 
 
 def read_source(src: SourceConfig, *, taxonomy: Taxonomy | None = None) -> pl.DataFrame:
@@ -573,9 +577,41 @@ def _conform(df: pl.DataFrame, src: SourceConfig, *, label: str, display: str,
                            .fill_null(pl.lit(default, dtype=pl.String)))
         else:
             cols[field] = pl.lit(default, dtype=pl.String)
+    cols["hint"] = _hint_expr(df, display)
     out = df.select(**cols, source=pl.lit(label, dtype=pl.String), source_row=pl.col("__row"))
     return _validate_values(out, display=display, taxonomy=taxonomy, src=src,
                             category_column=mapping["category"] or "category")
+
+
+def _hint_expr(df: pl.DataFrame, display: str) -> pl.Expr:
+    """``urgent`` (true/false) and ``domain`` (medical | legal | financial) columns, when the
+    source has them, as one ``hint`` column: "urgent", a domain, or null."""
+    hint = pl.lit(None, dtype=pl.String)
+    if "domain" in df.columns:
+        domain = _text_expr(df, "domain", "domain", display).str.strip_chars().str.to_lowercase()
+        bad = df.filter(domain.is_not_null() & (domain != "") & ~domain.is_in(DOMAINS))
+        if bad.height:
+            row = bad.row(0, named=True)
+            raise InputError(f"unknown domain {row['domain']!r}", file=display, line=row["__row"], field="domain",
+                             hint=f"allowed: {', '.join(DOMAINS)} (or leave it out)")
+        hint = pl.when(domain.is_in(DOMAINS)).then(domain).otherwise(None)
+    if "urgent" in df.columns:
+        dtype = df.schema["urgent"]
+        if dtype == pl.Boolean:
+            urgent = pl.col("urgent").fill_null(False)
+        elif dtype == pl.Null:
+            urgent = pl.lit(False)
+        else:
+            value = pl.col("urgent").cast(pl.String).str.strip_chars().str.to_lowercase()
+            allowed = ("true", "false", "1", "0", "yes", "no", "")
+            bad = df.filter(value.is_not_null() & ~value.is_in(allowed))
+            if bad.height:
+                row = bad.row(0, named=True)
+                raise InputError(f"'urgent' must be true or false, found {row['urgent']!r}", file=display,
+                                 line=row["__row"], field="urgent", hint="use true or false (or leave it out)")
+            urgent = value.is_in(("true", "1", "yes")).fill_null(False)
+        hint = pl.when(urgent).then(pl.lit("urgent")).otherwise(hint)
+    return hint
 
 
 def _validate_values(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy, src: SourceConfig | None = None,

@@ -11,22 +11,13 @@ from __future__ import annotations
 import polars as pl
 
 from refuseu.config import LidConfig
-from refuseu.engines.lid import LID_ENGINES
+from refuseu.engines.lid import make_identifier
 from refuseu.stages.base import Stage, StageContext, StageResult
 
 
 # Scores are rounded where they are made: lingua's confidences differ in the last digits
 # between runs (threads), and the released bytes must not.
 SCORE_DIGITS = 4
-
-
-def make_identifier(config: LidConfig, languages: list[str]):
-    cls = LID_ENGINES.get(config.engine)
-    if config.engine == "fasttext":
-        return cls(config.fasttext_model)
-    if config.engine == "lingua":
-        return cls(languages)
-    return cls(languages, fasttext_model=config.fasttext_model)
 
 
 class LidStage(Stage):

@@ -18,7 +18,7 @@ def prompt_id(text: str, kind: str) -> str:
 
 class NormalizeStage(Stage):
     name = "normalize"
-    inputs = ("text", "kind", "category", "attack_style", "source", "source_row")
+    inputs = ("text", "kind", "category", "attack_style", "hint", "source", "source_row")
     outputs = inputs + ("prompt_id",)
 
     def __init__(self, config: NormalizeConfig):

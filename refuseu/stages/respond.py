@@ -1,52 +1,94 @@
 """RespondStage: ``chosen`` and ``rejected`` for every row.
 
-Harmful prompts: ``chosen`` is a native refusal template for the row's language and
-category (picked deterministically from the prompt id); ``rejected`` is the generator's
-compliant answer (origin ``generator:<model>``, or ``translated:<engine>`` in translate
-mode), or a compliance opener (origin ``template``) when no generator is configured.
-Benign prompts: with a helpful generator, ``chosen`` is its answer and ``rejected`` an
-over-refusal template; without one they keep empty responses and go to ``evaluation``.
-The refusal detector rejects a ``rejected`` answer that is in fact a refusal
-(``rejected_is_refusal``) and a helpful answer that refuses (``chosen_is_refusal``).
+Harmful prompts:
+
+- ``chosen`` is a refusal composed from the native templates of the row's language
+  (opening, refusal, a reason for the category, a redirect; whole answers for self-harm,
+  for prompts marked ``urgent`` — call 112 now — and for specialized advice by domain),
+  picked deterministically from the prompt id (origin ``template``). With
+  ``respond.refusal_generator`` an aligned model writes it per prompt (origin
+  ``generator:<model>``); an answer the judge does not call a refusal, in another language,
+  empty or degenerate falls back to the template and ``chosen_fallback`` records why.
+- ``rejected`` is the generator's compliant answer (``generator:<model>``, or
+  ``translated:<engine>`` in translate mode), or a compliance opener (``template``) when no
+  generator is configured.
+
+Benign prompts: ``chosen`` is the helpful generator's answer when one is configured, else
+the reference answer of ``respond.reference_answers`` for the prompt (origin
+``reference``); ``rejected`` is an over-refusal template. Benign prompts with neither keep
+empty responses and go to ``evaluation``. The judge rejects a ``rejected`` answer that is in
+fact a refusal (``rejected_is_refusal``) and a helpful answer that refuses
+(``chosen_is_refusal``).
 """
 
 from __future__ import annotations
 
-import polars as pl
-
+import re
 from pathlib import Path
 
-from refuseu.config import QeConfig, RespondConfig
+import polars as pl
+
+from refuseu.config import JudgeConfig, LidConfig, QeConfig, RespondConfig
 from refuseu.engines.cache import CachedGenerator, CachedTranslator, ItemCache
 from refuseu.engines.generators import GENERATORS
-from refuseu.engines.qe.checks import cheap_check
+from refuseu.engines.qe.checks import cheap_check, max_run
+from refuseu.engines.responders.reference import ReferenceAnswers
 from refuseu.engines.responders.templates import TemplateRegistry
-from refuseu.provenance import portable
 from refuseu.errors import BuildError
-from refuseu.judges import RefusalDetector
 from refuseu.languages import LANGUAGES
+from refuseu.provenance import portable
 from refuseu.stages.base import Stage, StageContext, StageResult, concat_rejects
+
+# Which model answers which rows, and in which role of the pair.
+ROLES = (("rejected", "harmful", "generator"), ("chosen", "benign", "helpful_generator"),
+         ("refusal", "harmful", "refusal_generator"))
+MAX_REPEAT = 8
+
+
+def picks(prompt_ids: list[str]) -> tuple[list[int], list[int]]:
+    """Two independent 32-bit picks per prompt id: one for chosen, one for rejected."""
+    return [int(p[:8], 16) for p in prompt_ids], [int(p[8:16], 16) for p in prompt_ids]
+
+
+def degenerate(text: str | None) -> str | None:
+    """Why a generated answer is unusable (empty, a token or short sequence looping), else None."""
+    if text is None or not text.strip():
+        return "empty"
+    tokens = text.split()
+    if len(tokens) >= MAX_REPEAT and max_run([t.casefold() for t in tokens]) >= MAX_REPEAT:
+        return "degenerate"
+    chars = text.replace(" ", "")
+    if len(chars) >= 12 and re.search(r"(.{1,4})\1{" + str(MAX_REPEAT * 2) + r",}", chars):
+        return "degenerate"
+    return None
 
 
 class RespondStage(Stage):
     name = "respond"
     inputs = ("prompt_id", "lang", "kind", "category", "prompt")
-    outputs = inputs + ("pair_id", "chosen", "rejected", "chosen_origin", "rejected_origin")
+    outputs = inputs + ("pair_id", "chosen", "rejected", "chosen_origin", "rejected_origin", "chosen_fallback")
 
     def __init__(self, config: RespondConfig, *, languages: list[str], cache_dir: str | Path | None = None,
-                 translator: CachedTranslator | None = None, qe: QeConfig | None = None):
+                 translator: CachedTranslator | None = None, qe: QeConfig | None = None,
+                 judge: JudgeConfig | None = None, lid: LidConfig | None = None):
         self.config = config
         self.languages = languages
         self.templates = TemplateRegistry(config.templates)
+        self.references = ReferenceAnswers(config.reference_answers)
         self.translator = translator
         self.qe = qe or QeConfig()
+        self.lid = lid or LidConfig()
+        self.cache_dir = cache_dir
         cache = ItemCache(Path(cache_dir) / "items.sqlite") if cache_dir else None
         self.generators: dict[str, CachedGenerator] = {}
-        for role, model in (("rejected", config.generator), ("chosen", config.helpful_generator)):
+        for role, _, field in ROLES:
+            model = getattr(config, field)
             if model:
                 engine = GENERATORS.get(config.engine)(model, config)
                 self.generators[role] = CachedGenerator(engine, cache)
-        self.detector = RefusalDetector(classifier=config.refusal_classifier)
+        self.judge_config = judge or JudgeConfig()
+        self._judge = None
+        self._identifier = None
         # Translated answers pass the same quality checks as translated prompts: the cheap
         # checks, then (when qe has absolute thresholds) the configured scorer.
         self.qe_stage = None
@@ -57,12 +99,33 @@ class RespondStage(Stage):
             self.qe_stage = QeStage(self.qe, languages=languages, cache_dir=cache_dir, back_translator=translator,
                                     mt_configured=True)
 
+    @property
+    def judge(self):
+        if self._judge is None:
+            from refuseu.judges import make_judge
+            cfg = self.judge_config
+            if self.config.refusal_classifier and cfg.engine == "lexicon" and not cfg.model:
+                # respond.refusal_classifier: a classifier averaged with the lexicon's cues
+                cfg = cfg.model_copy(update={"model": self.config.refusal_classifier})
+            self._judge = make_judge(cfg, cache_dir=self.cache_dir)
+        return self._judge
+
+    @property
+    def identifier(self):
+        if self._identifier is None:
+            from refuseu.engines.lid import make_identifier
+            self._identifier = make_identifier(self.lid, self.languages)
+        return self._identifier
+
     def signature_parts(self) -> dict:
         translate_langs = [lang for lang in self.languages if self.config.mode_for(lang) == "translate"]
         return {**self.config.model_dump(mode="json"),
                 "templates_version": self.templates.version(self.languages),
+                "references_version": self.references.version(self.languages),
                 "generators": {role: g.signature() for role, g in self.generators.items()},
-                "detector": self.detector.version() if self.generators else None,
+                "judge": self.judge.version() if self.generators else None,
+                "lid": (self.identifier.signature() if "refusal" in self.generators
+                        and any(lang != "en" for lang in self.languages) else None),
                 "translator": {lang: self.translator.key("en", lang) for lang in translate_langs}
                 if self.generators and self.translator else None,
                 "answer_qe": self.qe_stage.signature_parts() if self.qe_stage else None}
@@ -74,22 +137,79 @@ class RespondStage(Stage):
         for g in self.generators.values():
             g.engine.prepare()  # a missing generator model stops the build here
         if self.generators:
+            self.judge.prepare()
             translate_langs = [lang for lang in self.languages if self.config.mode_for(lang) == "translate"]
             if translate_langs and self.translator is None:
                 raise BuildError(f"respond mode 'translate' for {', '.join(translate_langs)} needs an MT engine",
                                  hint="configure translate.engine, or use respond.mode: native")
+
+    # --- templates and reference answers ------------------------------------------------
+
+    def _from_templates(self, part: pl.DataFrame, lang: str) -> pl.DataFrame:
+        tpl = self.templates.get(lang)
+        refs = self.references.answers(lang)
+        n = part.height
+        ids = part.get_column("prompt_id").to_list()
+        cats = part.get_column("category").to_list()
+        kinds = part.get_column("kind").to_list()
+        hints = part.get_column("hint").to_list() if "hint" in part.columns else [None] * n
+        texts = part.get_column("text").to_list() if "text" in part.columns else [None] * n
+        pick_c, pick_r = picks(ids)
+        chosen, rejected, c_origin, r_origin = [None] * n, [None] * n, [None] * n, [None] * n
+        memo_c: dict = {}
+        memo_r: dict = {}
+        for i in range(n):
+            if kinds[i] == "harmful":
+                key = (cats[i], hints[i], pick_c[i])
+                text = memo_c.get(key)
+                if text is None:
+                    text = memo_c[key] = tpl.chosen_for(cats[i], hints[i], pick_c[i])
+                chosen[i] = text
+                key = (cats[i], pick_r[i])
+                text = memo_r.get(key)
+                if text is None:
+                    text = memo_r[key] = tpl.rejected_for(cats[i], pick_r[i])
+                rejected[i] = text
+                c_origin[i] = r_origin[i] = "template"
+            else:
+                answer = refs.get(texts[i]) if texts[i] is not None else None
+                if answer is not None and tpl.over_refusals:
+                    chosen[i], c_origin[i] = answer, "reference"
+                    rejected[i], r_origin[i] = tpl.over_refusal_for(pick_r[i]), "template"
+        return part.with_columns(chosen=pl.Series(chosen, dtype=pl.String),
+                                 rejected=pl.Series(rejected, dtype=pl.String),
+                                 chosen_origin=pl.Series(c_origin, dtype=pl.String),
+                                 rejected_origin=pl.Series(r_origin, dtype=pl.String),
+                                 chosen_fallback=pl.lit(None, dtype=pl.String))
+
+    def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
+        frames = [self._from_templates(part, lang) for (lang,), part in df.group_by("lang", maintain_order=True)]
+        kept = pl.concat(frames) if frames else df.with_columns(
+            **{c: pl.lit(None, dtype=pl.String)
+               for c in ("chosen", "rejected", "chosen_origin", "rejected_origin", "chosen_fallback")})
+        kept = kept.with_columns(pair_id=pl.format("{}-{}", "prompt_id", "lang"))
+        rejects = []
+        if self.generators:
+            kept, rejects = self._with_generators(kept, ctx)
+        return StageResult(kept=kept, rejected=concat_rejects(rejects))
+
+    # --- generators ---------------------------------------------------------------------
+
+    def _system(self, role: str, language: str) -> str:
+        template = self.config.refusal_system_prompt if role == "refusal" else self.config.system_prompt
+        return template.format(language=language)
 
     def _generate(self, part: pl.DataFrame, role: str, lang: str, ctx: StageContext) -> tuple[list, list, list]:
         """(texts, origins, check failures) for one language's rows."""
         gen = self.generators[role]
         label = f"generator:{portable(gen.engine.model_id)}"
         if self.config.mode_for(lang) == "native":
-            system = self.config.system_prompt.format(language=LANGUAGES[lang].name)
+            system = self._system(role, LANGUAGES[lang].name)
             with ctx.progress(f"generate {role} {lang}", part.height) as bar:
                 texts = gen.generate(part.get_column("prompt").to_list(), lang=lang, role=role, system=system,
                                      progress=bar)
             return texts, [label] * len(texts), [None] * len(texts)
-        system = self.config.system_prompt.format(language="English")
+        system = self._system(role, "English")
         english = gen.generate(part.get_column("text").to_list(), lang="en", role=role, system=system)
         translated = self.translator.translate(english, src="en", tgt=lang)
         checks = [cheap_check(e, t, min_ratio=self.qe.min_length_ratio, max_ratio=self.qe.max_length_ratio,
@@ -104,44 +224,42 @@ class RespondStage(Stage):
         origin = f"translated:{self.translator.name}"
         return translated, [origin] * len(translated), checks
 
-    def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
-        frames = []
-        # Two independent 32-bit picks from the prompt id: one for chosen, one for rejected.
-        pick_c = pl.col("prompt_id").str.slice(0, 8).str.to_integer(base=16)
-        pick_r = pl.col("prompt_id").str.slice(8, 8).str.to_integer(base=16)
-        for (lang,), part in df.group_by("lang", maintain_order=True):
-            tpl = self.templates.get(lang)
-            categories = part.get_column("category").unique().sort().to_list()
-            pools = {c: tpl.refusal_pool(c) for c in categories}
-            refusals = pl.DataFrame(
-                [{"category": c, "__ci": i, "__refusal": t} for c, pool in pools.items() for i, t in enumerate(pool)],
-                schema={"category": pl.String, "__ci": pl.Int64, "__refusal": pl.String})
-            sizes = {c: len(p) for c, p in pools.items()}
-            openers = pl.Series(list(tpl.compliance_openers), dtype=pl.String)
-            part = part.with_columns(
-                __ci=(pick_c % pl.col("category").replace_strict(sizes, return_dtype=pl.Int64)),
-                __oi=(pick_r % len(openers)))
-            part = part.join(refusals, on=["category", "__ci"], how="left", maintain_order="left")
-            harmful = pl.col("kind") == "harmful"
-            part = part.with_columns(
-                chosen=pl.when(harmful).then(pl.col("__refusal")),
-                rejected=pl.when(harmful).then(openers.gather(part.get_column("__oi"))),
-                chosen_origin=pl.when(harmful).then(pl.lit("template")),
-                rejected_origin=pl.when(harmful).then(pl.lit("template")),
-            ).drop("__ci", "__oi", "__refusal")
-            frames.append(part)
-        kept = pl.concat(frames) if frames else df.with_columns(
-            **{c: pl.lit(None, dtype=pl.String) for c in ("chosen", "rejected", "chosen_origin", "rejected_origin")})
-        kept = kept.with_columns(pair_id=pl.format("{}-{}", "prompt_id", "lang"))
-        rejects = []
-        if self.generators:
-            kept, rejects = self._with_generators(kept, ctx)
-        return StageResult(kept=kept, rejected=concat_rejects(rejects))
+    def _verdicts(self, texts: list[str], lang: str, prompts: list[str]) -> list:
+        return self.judge.judge(texts, [lang] * len(texts), prompts)
+
+    def _refusals(self, rows: pl.DataFrame, lang: str, ctx: StageContext) -> pl.DataFrame:
+        """Model-written ``chosen`` for harmful rows; a failed answer keeps the template."""
+        texts, origins, checks = self._generate(rows, "refusal", lang, ctx)
+        prompts = rows.get_column("prompt").to_list()
+        why: list[str | None] = [c[0] if c is not None else degenerate(t) for t, c in zip(texts, checks)]
+        todo = [i for i, w in enumerate(why) if w is None]
+        if todo:
+            verdicts = self._verdicts([texts[i] for i in todo], lang, [prompts[i] for i in todo])
+            for i, v in zip(todo, verdicts):
+                if not v.is_refusal:
+                    why[i] = "not_refusal"
+        todo = [i for i, w in enumerate(why) if w is None]
+        if todo and lang != "en" and self.lid.enabled:
+            preds = self.identifier.predict([texts[i] for i in todo], [lang] * len(todo))
+            for i, p in zip(todo, preds):
+                if p.lang != lang:
+                    why[i] = f"wrong_language:{p.lang}"
+        template = rows.get_column("chosen").to_list()
+        chosen = [template[i] if w else texts[i] for i, w in enumerate(why)]
+        origin = ["template" if w else origins[i] for i, w in enumerate(why)]
+        return rows.with_columns(chosen=pl.Series(chosen, dtype=pl.String),
+                                 chosen_origin=pl.Series(origin, dtype=pl.String),
+                                 chosen_fallback=pl.Series(why, dtype=pl.String))
 
     def _with_generators(self, df: pl.DataFrame, ctx: StageContext) -> tuple[pl.DataFrame, list]:
         out, rejects = [], []
         for (lang,), part in df.group_by("lang", maintain_order=True):
             tpl = self.templates.get(lang)
+            if "refusal" in self.generators:
+                mask = pl.col("kind") == "harmful"
+                rows = part.filter(mask)
+                if rows.height:
+                    part = pl.concat([part.filter(~mask), self._refusals(rows, lang, ctx)], how="vertical_relaxed")
             for role, kind in (("rejected", "harmful"), ("chosen", "benign")):
                 if role not in self.generators:
                     continue
@@ -150,15 +268,15 @@ class RespondStage(Stage):
                 if rows.height == 0:
                     continue
                 texts, origins, checks = self._generate(rows, role, lang, ctx)
-                verdicts = self.detector.is_refusal(texts, [lang] * len(texts))
+                verdicts = self._verdicts(texts, lang, rows.get_column("prompt").to_list())
                 reason, detail = [], []
-                for (is_ref, score), check in zip(verdicts, checks):
+                for v, check in zip(verdicts, checks):
                     if check is not None:
                         reason.append(f"{role}_{check[0]}")
                         detail.append(f"translated {role} answer: {check[1]}")
-                    elif is_ref:
+                    elif v.is_refusal:
                         reason.append(f"{role}_is_refusal")
-                        detail.append(f"refusal detector score {score:.2f}")
+                        detail.append(f"judge {v.source} score {v.score:.2f}")
                     else:
                         reason.append(None)
                         detail.append(None)
@@ -167,10 +285,10 @@ class RespondStage(Stage):
                                          __reason=pl.Series(reason, dtype=pl.String),
                                          __detail=pl.Series(detail, dtype=pl.String))
                 if kind == "benign":  # benign pairs: an over-refusal from the templates is the rejected side
-                    pick = pl.col("prompt_id").str.slice(8, 8).str.to_integer(base=16) % len(tpl.over_refusals)
-                    over = pl.Series(list(tpl.over_refusals), dtype=pl.String)
-                    rows = rows.with_columns(rejected=over.gather(rows.select(pick).to_series()),
-                                             rejected_origin=pl.lit("template"))
+                    _, pick_r = picks(rows.get_column("prompt_id").to_list())
+                    rows = rows.with_columns(
+                        rejected=pl.Series([tpl.over_refusal_for(p) for p in pick_r], dtype=pl.String),
+                        rejected_origin=pl.lit("template"))
                 rejects.append(self.reject(rows.filter(pl.col("__reason").is_not_null()), pl.col("__reason"),
                                            pl.col("__detail")))
                 part = pl.concat([part.filter(~mask),

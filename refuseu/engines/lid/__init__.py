@@ -8,3 +8,13 @@ LID_ENGINES = Registry("lid", {
     "lingua": ("refuseu.engines.lid.lingua_lid:LinguaLid", "lid"),
     "combined": ("refuseu.engines.lid.combined:CombinedLid", "lid"),
 })
+
+
+def make_identifier(config, languages: list[str]):
+    """The identifier a :class:`~refuseu.config.LidConfig` describes, for ``languages``."""
+    cls = LID_ENGINES.get(config.engine)
+    if config.engine == "fasttext":
+        return cls(config.fasttext_model)
+    if config.engine == "lingua":
+        return cls(languages)
+    return cls(languages, fasttext_model=config.fasttext_model)
