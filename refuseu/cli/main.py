@@ -79,6 +79,9 @@ def cli():
 @click.option("--qe-model", default=None, help="COMET model: Hub id, model folder or .ckpt path.")
 @click.option("--generator", default=None, help="Model (Hub id or folder) for compliant answers (rejected).")
 @click.option("--helpful-generator", default=None, help="Model for helpful answers to benign prompts (chosen).")
+@click.option("--refusal-generator", default=None,
+              help="Aligned chat model (Hub id or folder) that writes the refusals (chosen) per prompt; an answer "
+                   "that is not a refusal in the row's language falls back to a template.")
 @click.option("--bump", type=click.Choice(["patch", "minor", "major"]), default=None,
               help="Release as the next patch/minor/major version after the highest one in --out; its test "
                    "and train prompts stay test and train (unless --keep-test-from says otherwise).")
@@ -104,7 +107,7 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
-          generator, helpful_generator, bump, keep_test_from, repair, lock_timeout, name, text_column,
+          generator, helpful_generator, refusal_generator, bump, keep_test_from, repair, lock_timeout, name, text_column,
           category_column, default_category, default_kind, preset, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
@@ -120,7 +123,8 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
         raise click.UsageError(f"{', '.join(given)} apply to the --source files; give --source FILE")
     recipe = _recipe(recipe_path, langs=langs, sources=sources, out=out, version=version, build_dir=build_dir,
                      translator=translator, translator_model=translator_model, qe=qe, qe_model=qe_model,
-                     generator=generator, helpful_generator=helpful_generator, name=name, source_options=per_source)
+                     generator=generator, helpful_generator=helpful_generator, refusal_generator=refusal_generator,
+                     name=name, source_options=per_source)
     check_output_paths(recipe, flags={k: f for k, f, v in (("release.out", "--out", out),
                                                            ("build_dir", "--build-dir", build_dir)) if v is not None})
     check_sources(recipe.sources)  # before anything is created or run
@@ -164,7 +168,7 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
 
 def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, build_dir=None, translator=None,
             translator_model=None, qe=None, qe_model=None, generator=None, helpful_generator=None, name=None,
-            source_options=None):
+            source_options=None, refusal_generator=None):
     """Defaults < recipe YAML < these flags; an invalid flag value is reported against its flag.
 
     ``source_options`` (text_column, category_column, category, kind, preset) apply to every
@@ -198,7 +202,8 @@ def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, buil
         "translate": {"engine": translator,
                       ("provider" if translator == "deep-translator" else "model"): translator_model},
         "qe": {"scorer": qe, "model": qe_model},
-        "respond": {"generator": generator, "helpful_generator": helpful_generator},
+        "respond": {"generator": generator, "helpful_generator": helpful_generator,
+                    "refusal_generator": refusal_generator},
     }
     for section, values in sections.items():
         given = {k: v for k, v in values.items() if v}
@@ -208,7 +213,8 @@ def _recipe(recipe_path, *, langs=None, sources=(), out=None, version=None, buil
              "version": "--version",
              "build_dir": "--build-dir", "translate.engine": "--translator", "translate.model": "--translator-model",
              "translate.provider": "--translator-model", "qe.scorer": "--qe", "qe.model": "--qe-model",
-             "respond.generator": "--generator", "respond.helpful_generator": "--helpful-generator"}
+             "respond.generator": "--generator", "respond.helpful_generator": "--helpful-generator",
+             "respond.refusal_generator": "--refusal-generator"}
     return load_recipe(recipe_path, overrides=overrides, flags=flags)
 
 
