@@ -1,10 +1,37 @@
 """DedupStage: exact duplicates (rejected) and near-duplicates (MinHash LSH, grouped).
 
-Near-duplicate detection hashes lower-cased word shingles in bulk (numpy), computes
-MinHash digests and a first LSH pass in rensa (Rust), and only for the rows rensa flags
-builds explicit candidate pairs, verified by estimated Jaccard similarity. Rows that
-end up together share a ``group_id`` (the id of the group's first row), so the split
-keeps them on one side.
+Near-duplicates are pairs of prompts whose lower-cased word k-shingles (``shingle_words``,
+default 3) have a Jaccard similarity of at least ``threshold`` (default 0.8). Rows that end
+up together share a ``group_id`` (the id of the group's first row): the connected
+components of the confirmed pairs, so the split keeps them on one side.
+
+How pairs are found, in three steps:
+
+1. Shingles are hashed in bulk (numpy) and MinHash digests of ``num_perm`` values computed
+   in rensa (Rust). A first LSH pass in rensa, with bands of ``q`` rows (``q`` divides
+   ``num_perm`` and every band of step 2 contains a whole band of ``q`` rows), flags the rows
+   that can have a candidate at all; usually a small share.
+2. Candidates, for the flagged rows only: ``bands`` bands of ``rows`` digest values each
+   (``bands * rows <= num_perm``); two rows are candidates when all values of one band
+   agree, and every row of a band bucket is paired with the bucket's first row. A pair of
+   Jaccard ``s`` becomes a candidate with probability (the S-curve)
+
+       P(s) = 1 - (1 - s**rows) ** bands
+
+   The banding is chosen for recall, not for a balance of errors: ``rows`` is the largest
+   value for which ``P(threshold) >= 0.98`` with ``bands = num_perm // rows``
+   (:func:`lsh_banding`). For the defaults (threshold 0.8, 128 values) that is 18 bands of
+   7 rows (126 values used), whose S-curve crosses 0.5 at s = 0.63:
+
+       s      0.5    0.6    0.7    0.8    0.9
+       P(s)   0.13   0.40   0.79   0.986  1.000
+
+3. Every candidate pair is confirmed on the exact Jaccard of its two shingle sets (cheap
+   for pairs), so a pair below the threshold is never grouped, however many candidates the
+   low-set S-curve lets through; expected recall at a Jaccard ``s >= threshold`` is P(s).
+
+The reject detail of ``near_action: reject`` gives the MinHash estimate of the similarity
+to the group's first row.
 """
 
 from __future__ import annotations
@@ -22,22 +49,36 @@ _P = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
 
 _PUNCT = ".,;:!?\"'()[]{}<>«»„“”‘’¿¡…-–—/*_#"
 
+# Candidate recall wanted at the threshold itself (step 2 of the module docstring).
+CANDIDATE_RECALL = 0.98
+
+
+def candidate_probability(s, bands: int, rows: int):
+    """The LSH S-curve: probability that a pair of Jaccard ``s`` becomes a candidate."""
+    return 1 - (1 - np.asarray(s, dtype=np.float64) ** rows) ** bands
+
+
+def lsh_banding(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows): the largest ``rows`` whose S-curve with ``bands = num_perm // rows``
+    gives candidate recall >= 0.98 at ``threshold``."""
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if candidate_probability(threshold, bands, rows) >= CANDIDATE_RECALL:
+            return bands, rows
+    return num_perm, 1
+
 
 def lsh_bands(threshold: float, num_perm: int) -> int:
-    """Number of bands minimising false positives + false negatives around ``threshold``
-    (the same criterion as datasketch), restricted to bands that divide ``num_perm``."""
-    xs = np.linspace(0, 1, 201)
-    best, best_err = 1, float("inf")
-    for b in range(1, num_perm + 1):
-        if num_perm % b:
+    """Bands of the first (rensa) pass: ``num_perm // q`` for the largest ``q`` that divides
+    ``num_perm`` and fits whole inside every band of :func:`lsh_banding`, so every row with a
+    candidate is flagged."""
+    bands, rows = lsh_banding(threshold, num_perm)
+    for q in range(rows, 0, -1):
+        if num_perm % q:
             continue
-        r = num_perm // b
-        p = 1 - (1 - xs ** r) ** b
-        fp = np.trapz(np.where(xs < threshold, p, 0), xs)
-        fn = np.trapz(np.where(xs >= threshold, 1 - p, 0), xs)
-        if fp + fn < best_err:
-            best, best_err = b, fp + fn
-    return best
+        if all(-(-(b * rows) // q) * q + q <= (b + 1) * rows for b in range(bands)):
+            return num_perm // q
+    return num_perm
 
 
 def shingle_hashes(texts: pl.Series, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,8 +136,74 @@ class _UnionFind:
             self.parent[hi] = lo
 
 
+def _gather(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Indices of the concatenated slices ``[start, start + length)``."""
+    starts, lengths = starts.astype(np.int64), lengths.astype(np.int64)
+    out_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out_offsets[1:])
+    return np.repeat(starts - out_offsets[:-1], lengths) + np.arange(int(out_offsets[-1]))
+
+
+def shingle_sets(tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct shingle hashes of ``rows`` (CSR: values and offsets, one slice per row)."""
+    lengths = (offsets[rows + 1] - offsets[rows]).astype(np.int64)
+    vals = tokens[_gather(offsets[rows], lengths)]
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    order = np.lexsort((vals, owner))
+    vals, owner = vals[order], owner[order]
+    keep = np.ones(len(vals), dtype=bool)
+    keep[1:] = (vals[1:] != vals[:-1]) | (owner[1:] != owner[:-1])
+    vals, owner = vals[keep], owner[keep]
+    set_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=len(rows)), out=set_offsets[1:])
+    return vals, set_offsets
+
+
+def pair_jaccard(vals: np.ndarray, set_offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 *, chunk: int = 4_000_000) -> np.ndarray:
+    """Exact Jaccard of the sets ``a[i]`` and ``b[i]`` (indices into :func:`shingle_sets`)."""
+    sizes = np.diff(set_offsets)
+    out = np.empty(len(a), dtype=np.float64)
+    per_pair = sizes[a] + sizes[b]
+    ends = np.cumsum(per_pair)
+    lo = 0
+    while lo < len(a):  # chunks of about ``chunk`` shingles keep memory flat
+        base = ends[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + chunk, side="right")))
+        pa, pb = a[lo:hi], b[lo:hi]
+        la, lb = sizes[pa], sizes[pb]
+        v = np.concatenate([vals[_gather(set_offsets[pa], la)], vals[_gather(set_offsets[pb], lb)]])
+        p = np.concatenate([np.repeat(np.arange(hi - lo), la), np.repeat(np.arange(hi - lo), lb)])
+        order = np.lexsort((v, p))
+        v, p = v[order], p[order]
+        # Each set is distinct, so two equal neighbours are one shingle of a and one of b.
+        same = (v[1:] == v[:-1]) & (p[1:] == p[:-1])
+        inter = np.bincount(p[1:][same], minlength=hi - lo)
+        out[lo:hi] = inter / (la + lb - inter)
+        lo = hi
+    return out
+
+
+def _candidate_pairs(dig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(i, j) row pairs sharing a band bucket: every row with the first row of the bucket."""
+    pairs = []
+    idx = np.arange(len(dig))
+    for b in range(bands):
+        band = np.ascontiguousarray(dig[:, b * rows:(b + 1) * rows])
+        keys = band.view(np.dtype((np.void, band.dtype.itemsize * rows))).ravel()
+        _, first_of_key, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        head = first_of_key[inverse.ravel()]
+        mask = head != idx
+        pairs.append(np.stack([head[mask], idx[mask]], axis=1))
+    return np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), dtype=np.int64)
+
+
 def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """For every row, the index of its group's first row and the estimated similarity to it."""
+    """For every row, the index of its group's first row and the estimated similarity to it.
+
+    Two rows are grouped when a chain of pairs, each confirmed at ``cfg.threshold`` on exact
+    shingle Jaccard, links them (see the module docstring for how candidates are found).
+    """
     import rensa
 
     n = texts.len()
@@ -105,34 +212,25 @@ def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -
     if n < 2:
         return roots, sims
     tokens, offsets = shingle_hashes(texts, cfg.shingle_words)
-    bands = lsh_bands(cfg.threshold, cfg.num_perm)
+    bands, rows = lsh_banding(cfg.threshold, cfg.num_perm)
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, cfg.num_perm, seed)
-    lsh = rensa.RMinHashLSH(cfg.threshold, cfg.num_perm, bands)
+    lsh = rensa.RMinHashLSH(cfg.threshold, cfg.num_perm, lsh_bands(cfg.threshold, cfg.num_perm))
     flags = np.asarray(lsh.query_duplicate_flags_matrix_one_shot(matrix), dtype=bool)
     cand = np.flatnonzero(flags)
     if len(cand) < 2:
         return roots, sims
-    # Exact digests only for the flagged rows (usually a small share).
-    starts, lengths = offsets[cand].astype(np.int64), (offsets[cand + 1] - offsets[cand]).astype(np.int64)
+    # Digests as numbers only for the flagged rows (usually a small share).
+    lengths = (offsets[cand + 1] - offsets[cand]).astype(np.int64)
     sub_offsets = np.zeros(len(cand) + 1, dtype=np.uint64)
     np.cumsum(lengths, out=sub_offsets[1:])
-    gather = np.repeat(starts - sub_offsets[:-1].astype(np.int64), lengths) + np.arange(int(lengths.sum()))
-    sub = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens[gather], sub_offsets, cfg.num_perm, seed)
+    sub = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+        tokens[_gather(offsets[cand], lengths)], sub_offsets, cfg.num_perm, seed)
     dig = np.asarray(sub.to_rows(), dtype=np.uint32)
-    r = cfg.num_perm // bands
-    # Candidate pairs: every row with the first row of each band bucket it shares.
-    pairs = []
-    for b in range(bands):
-        band = np.ascontiguousarray(dig[:, b * r:(b + 1) * r])
-        keys = band.view(np.dtype((np.void, band.dtype.itemsize * r))).ravel()
-        _, first_of_key, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        head = first_of_key[inverse.ravel()]
-        mask = head != np.arange(len(cand))
-        pairs.append(np.stack([head[mask], np.flatnonzero(mask)], axis=1))
-    pairs = np.unique(np.concatenate(pairs), axis=0)
+    pairs = _candidate_pairs(dig, bands, rows)
     if len(pairs) == 0:
         return roots, sims
-    similar = (dig[pairs[:, 0]] == dig[pairs[:, 1]]).mean(axis=1) >= cfg.threshold
+    vals, set_offsets = shingle_sets(tokens, offsets, cand)
+    similar = pair_jaccard(vals, set_offsets, pairs[:, 0], pairs[:, 1]) >= cfg.threshold
     uf = _UnionFind()
     for a, b in pairs[similar].tolist():
         uf.union(int(cand[a]), int(cand[b]))
@@ -145,6 +243,18 @@ def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -
         b = np.array([rows_of[int(roots[i])] for i in moved])
         sims[moved] = (dig[a] == dig[b]).mean(axis=1)
     return roots, sims
+
+
+def reference_matches(texts: pl.Series, reference: pl.Series, cfg: DedupConfig, *, seed: int = 0) -> np.ndarray:
+    """For every row of ``texts``: whether it is a near-duplicate of a ``reference`` row, by
+    the same rule as :func:`near_duplicate_roots` (directly or through other rows of ``texts``)."""
+    n_ref = reference.len()
+    if n_ref == 0 or texts.len() == 0:
+        return np.zeros(texts.len(), dtype=bool)
+    both = pl.concat([reference.cast(pl.String), texts.cast(pl.String)])
+    roots, _ = near_duplicate_roots(both, cfg, seed=seed)
+    # Reference rows come first, so a group holding one has a reference row as its root.
+    return roots[n_ref:] < n_ref
 
 
 class DedupStage(Stage):

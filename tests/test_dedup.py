@@ -1,0 +1,128 @@
+"""Near-duplicate detection against true word-shingle Jaccard on a planted set."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+
+from refuseu.config import DedupConfig
+from refuseu.stages.dedup import (candidate_probability, lsh_banding, lsh_bands, near_duplicate_roots,
+                                  pair_jaccard, reference_matches, shingle_hashes, shingle_sets)
+
+PUNCT = ".,;:!?\"'()[]{}<>«»„“”‘’¿¡…-–—/*_#"
+
+
+def true_jaccard(a: str, b: str, k: int = 3) -> float:
+    """Jaccard of lower-cased word k-shingles, in plain Python (no hashing)."""
+    def sh(t):
+        w = [x.strip(PUNCT) for x in t.lower().split(" ")]
+        w = [x for x in w if x]
+        return {tuple(w[i:i + k]) for i in range(len(w) - k + 1)} if len(w) >= k else {t.lower()}
+    sa, sb = sh(a), sh(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def planted(per_band: int, background: int, seed: int = 5):
+    """Texts and (i, j, Jaccard) pairs: ``per_band`` pairs at J >= 0.8, 0.6-0.8 and 0.2-0.6."""
+    rng = random.Random(seed)
+    syll = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "si", "de", "pa", "gu", "fe"]
+    vocab = sorted({"".join(rng.choice(syll) for _ in range(rng.randint(2, 4))) for _ in range(3000)})
+    texts, pairs = [], []
+    want = {"hi": per_band, "mid": per_band, "lo": per_band}
+    while any(want.values()):
+        n = rng.randint(8, 50)
+        base = [rng.choice(vocab) for _ in range(n)]
+        other = list(base)
+        for _ in range(rng.randint(1, max(1, n // 3))):
+            op = rng.random()
+            if op < 0.5 or len(other) < 4:
+                other[rng.randrange(len(other))] = rng.choice(vocab)
+            elif op < 0.75:
+                other.insert(rng.randrange(len(other) + 1), rng.choice(vocab))
+            else:
+                del other[rng.randrange(len(other))]
+        a, b = " ".join(base), " ".join(other)
+        j = true_jaccard(a, b)
+        band = "hi" if j >= 0.8 else "mid" if j >= 0.6 else "lo" if j >= 0.2 else None
+        if a == b or band is None or not want[band]:
+            continue
+        want[band] -= 1
+        texts += [a, b]
+        pairs.append((len(texts) - 2, len(texts) - 1, j))
+    texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(6, 50))) for _ in range(background)]
+    return texts, pairs
+
+
+@pytest.fixture(scope="module")
+def planted_run():
+    texts, pairs = planted(300, 2000)
+    roots, _ = near_duplicate_roots(pl.Series(texts), DedupConfig(), seed=3)
+    return texts, pairs, roots
+
+
+def test_recall_at_the_threshold_and_no_grouping_far_below(planted_run):
+    texts, pairs, roots = planted_run
+    hi = [roots[a] == roots[b] for a, b, j in pairs if j >= 0.8]
+    lo = [roots[a] == roots[b] for a, b, j in pairs if j < 0.6]
+    assert len(hi) >= 300 and len(lo) >= 300
+    assert np.mean(hi) >= 0.95, f"recall at J >= 0.8: {np.mean(hi):.3f}"
+    assert np.mean(lo) <= 0.02, f"grouped below 0.6: {np.mean(lo):.3f}"
+
+
+def test_every_grouped_row_is_linked_by_pairs_at_the_threshold(planted_run):
+    texts, pairs, roots = planted_run
+    partner = {a: b for a, b, _ in pairs} | {b: a for a, b, _ in pairs}
+    for i in np.flatnonzero(roots != np.arange(len(texts))):
+        # Planted families are pairs, so a grouped row's root is its partner, at J >= 0.8.
+        assert roots[i] == partner.get(int(i)) and roots[i] < i
+        assert true_jaccard(texts[roots[i]], texts[i]) >= 0.8
+
+
+def test_same_input_same_groups():
+    texts, _ = planted(40, 200, seed=9)
+    first, _ = near_duplicate_roots(pl.Series(texts), DedupConfig(), seed=1)
+    again, _ = near_duplicate_roots(pl.Series(texts), DedupConfig(), seed=1)
+    assert np.array_equal(first, again)
+    assert (first <= np.arange(len(texts))).all()  # the root is the group's first row
+
+
+def test_pair_jaccard_is_exact():
+    texts, pairs = planted(30, 0, seed=2)
+    tokens, offsets = shingle_hashes(pl.Series(texts), 3)
+    vals, set_offsets = shingle_sets(tokens, offsets, np.arange(len(texts)))
+    a = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+    got = pair_jaccard(vals, set_offsets, a, b, chunk=500)  # several chunks
+    assert np.allclose(got, [p[2] for p in pairs])
+
+
+@pytest.mark.parametrize("threshold, num_perm", [(0.8, 128), (0.7, 128), (0.9, 128), (0.8, 256), (0.85, 64)])
+def test_banding_is_chosen_for_recall(threshold, num_perm):
+    bands, rows = lsh_banding(threshold, num_perm)
+    assert bands * rows <= num_perm
+    assert candidate_probability(threshold, bands, rows) >= 0.98
+    assert candidate_probability(threshold, num_perm // (rows + 1), rows + 1) < 0.98
+    # The first pass's bands divide num_perm and each fits inside a band of the second.
+    q = num_perm // lsh_bands(threshold, num_perm)
+    assert num_perm % q == 0
+    for b in range(bands):
+        start = -(-(b * rows) // q) * q
+        assert start + q <= (b + 1) * rows
+
+
+def test_default_banding_is_the_documented_one():
+    assert lsh_banding(0.8, 128) == (18, 7)
+    got = [round(float(candidate_probability(s, 18, 7)), 2) for s in (0.6, 0.7, 0.8)]
+    assert got == [0.40, 0.79, 0.99]
+
+
+def test_reference_matches():
+    ref = ["how would someone get into the old depot at night without the guards noticing them at all"]
+    texts = [ref[0] + " please",  # J ~ 0.93 with the reference row
+             "a completely different request about elections and ballots in the small town hall today",
+             ref[0].replace("depot", "station")]  # J ~ 0.65: below the threshold
+    assert reference_matches(pl.Series(texts), pl.Series(ref), DedupConfig()).tolist() == [True, False, False]
+    assert reference_matches(pl.Series(texts), pl.Series([], dtype=pl.String), DedupConfig()).tolist() == [False] * 3
