@@ -104,7 +104,7 @@ class LanguageTemplates:
         """The refusal for a harmful prompt of ``category``, deterministic in ``pick`` (64-bit).
 
         The mixed pick is read as mixed-radix digits: core, reason, opening (absent for two
-        values in three), redirect (absent for half the values), so lengths vary."""
+        values in three), redirect (absent for two values in three), so lengths vary."""
         r = _mix(pick)
         whole = self._whole(category, hint)
         if whole is not None:
@@ -113,7 +113,7 @@ class LanguageTemplates:
         r, core = divmod(r, len(self.core))
         r, reason = divmod(r, len(reasons))
         r, opening = divmod(r, 3 * len(self.openings))
-        redirect = r % (2 * len(redirects))
+        redirect = r % (3 * len(redirects))
         return _join(self.openings[opening] if opening < len(self.openings) else None, self.core[core],
                      reasons[reason], redirects[redirect] if redirect < len(redirects) else None)
 
