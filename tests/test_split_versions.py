@@ -109,3 +109,24 @@ def test_keep_test_from_a_missing_release_is_an_input_error(tmp_path):
     res = CliRunner().invoke(cli, ["build", "--langs", "en", "--keep-test-from", str(tmp_path / "nope"),
                                    "--build-dir", str(tmp_path / "b"), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "nope" in res.output and "not a release folder" in res.output, res.output
+
+
+def test_near_duplicates_of_pinned_test_prompts_go_to_test_when_the_prompts_left_the_source(tmp_path):
+    v1_rows = _rows(400, seed=5)
+    src = _write(tmp_path / "prompts.jsonl", v1_rows)
+    (tmp_path / "mine.yaml").write_text("name: mine\n")
+    common = ["--langs", "en", "--source", str(src), "--build-dir", str(tmp_path / "b"), "--out", str(tmp_path / "r"),
+              "--recipe", str(tmp_path / "mine.yaml")]
+    _cli("build", *common)
+    v1 = tmp_path / "r" / "mine-v0.1.0"
+    test_texts = [r["text"] for r in v1_rows if len(r["text"].split()) > 25 and _splits_of_text(v1, r["text"]) == "test"]
+    assert len(test_texts) >= 8
+    # v2's source: none of v1's prompts, but near-duplicates (one word added) of eight v1 test prompts.
+    near = [{"text": t + " please", "category": "hate", "attack_style": "slang"} for t in test_texts[:8]]
+    _write(src, _rows(300, seed=6, offset=20_000) + near)
+    _cli("build", *common, "--bump", "minor")
+    v2 = tmp_path / "r" / "mine-v0.2.0"
+    splits = _splits(v2)
+    assert all(splits[_id_of_text(v2, r["text"])] == "test" for r in near)
+    manifest = json.loads((v2 / "manifest.json").read_text())
+    assert manifest["stage_stats"]["split"]["near_pinned_test"] == 8

@@ -10,7 +10,10 @@ translation, so a prompt that is in test is in test in every language.
 Pinned prompts (``split.keep_test_from``: the test and train prompts of a previous
 release) keep their split, and so does every prompt of their group (their near-duplicates);
 only groups without a pinned prompt are split afresh, at the same rate. A test prompt of a
-published version therefore never becomes training data in the next one.
+published version therefore never becomes training data in the next one. A new prompt that
+is a near-duplicate of a pinned test prompt (the English text of the previous release's test
+rows, by the dedup stage's MinHash rule) goes to test with its group too, even when the
+pinned prompt itself is no longer in the source.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import hashlib
 import numpy as np
 import polars as pl
 
-from refuseu.config import SplitConfig
+from refuseu.config import DedupConfig, SplitConfig
 from refuseu.stages.base import Stage, StageContext, StageResult, empty_rejects
 
 
@@ -37,18 +40,36 @@ class SplitStage(Stage):
     inputs = ("prompt_id", "group_id", "kind", "category")
     outputs = inputs + ("split",)
 
-    def __init__(self, config: SplitConfig, *, seed: int, pinned: dict[str, str] | None = None):
-        """``pinned``: prompt id -> "test" | "train" of a previous release."""
+    def __init__(self, config: SplitConfig, *, seed: int, pinned: dict[str, str] | None = None,
+                 dedup: DedupConfig | None = None):
+        """``pinned``: prompt id -> "test" | "train" of a previous release; when it carries
+        ``test_texts`` (:class:`refuseu.release.splits.PinnedSplits`), near-duplicates of
+        them, by ``dedup`` (default settings when not given), go to test too."""
         self.config = config
         self.seed = seed
         self.pinned = pinned or {}
+        self.dedup = dedup or DedupConfig()
+        self.test_texts = list(getattr(pinned, "test_texts", None) or []) if self.dedup.near else []
 
     def signature_parts(self) -> dict:
         parts = {**self.config.model_dump(mode="json"), "seed": self.seed}
         if self.pinned:
             blob = "\n".join(f"{k}\t{v}" for k, v in sorted(self.pinned.items())).encode()
             parts["pinned"] = hashlib.sha256(blob).hexdigest()
+        if self.test_texts:  # the texts follow from the pinned ids; the matching rule does not
+            parts["pinned_near"] = {k: v for k, v in self.dedup.model_dump(mode="json").items()
+                                    if k in ("threshold", "num_perm", "shingle_words")}
         return parts
+
+    def _near_pinned_test(self, df: pl.DataFrame, groups: pl.DataFrame) -> pl.Series:
+        """Group ids, not pinned test yet, with a near-duplicate of a pinned test prompt."""
+        from refuseu.stages.dedup import reference_matches
+
+        open_groups = groups.filter(pl.col("__pin").is_null() | (pl.col("__pin") != "test")).select("group_id")
+        rows = df.select("group_id", "text").join(open_groups, on="group_id", how="semi", maintain_order="left")
+        hit = reference_matches(rows.get_column("text"), pl.Series(self.test_texts, dtype=pl.String),
+                                self.dedup, seed=self.seed)
+        return rows.filter(pl.Series(hit)).get_column("group_id").unique(maintain_order=True)
 
     def _order_keys(self, group_ids: pl.Series) -> np.ndarray:
         """A seeded pseudo-random order of groups, stable across platforms and versions.
@@ -85,6 +106,12 @@ class SplitStage(Stage):
                 .when(pl.col("__t").is_not_null()).then(pl.lit("train"))).drop("__t")
         else:
             groups = groups.with_columns(__pin=pl.lit(None, dtype=pl.String))
+        near_test = 0
+        if self.test_texts and "text" in df.columns:
+            moved = self._near_pinned_test(df, groups)
+            near_test = moved.len()
+            groups = groups.with_columns(__pin=pl.when(pl.col("group_id").is_in(moved.implode()))
+                                         .then(pl.lit("test")).otherwise(pl.col("__pin")))
         groups = groups.with_columns(__key=pl.Series(self._order_keys(groups.get_column("group_id"))))
         fresh = groups.filter(pl.col("__pin").is_null())
         # Round-robin over styles within a stratum: rank within (stratum, style) first.
@@ -106,4 +133,6 @@ class SplitStage(Stage):
         kept = df.join(decided, on="group_id", how="left", maintain_order="left")
         stats = {"pinned_test": int(groups.filter(pl.col("__pin") == "test").height),
                  "pinned_train": int(groups.filter(pl.col("__pin") == "train").height)} if self.pinned else {}
+        if self.test_texts:
+            stats["near_pinned_test"] = near_test
         return StageResult(kept=kept, rejected=empty_rejects(), stats=stats)
