@@ -331,17 +331,42 @@ def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, trans
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="-", show_default=True,
               help="Output JSONL ('-' for stdout).")
-@click.option("--classifier", default=None, help="Optional refusal classifier model (Hub id or folder).")
+@click.option("--engine", type=click.Choice(["lexicon", "classifier", "llm"]), default=None,
+              help="Judge: lexicon (default), classifier (a sequence-classification model) or llm (a chat model).")
+@click.option("--model", default=None, help="Judge model for --engine classifier|llm: Hub id or local folder.")
+@click.option("--mode", type=click.Choice(["rubric", "llama_guard"]), default=None,
+              help="llm judge: rubric (VERDICT line) or llama_guard (safe = refusal, unsafe = attack success).")
+@click.option("--classifier", default=None, help="Optional refusal classifier averaged with the lexicon "
+                                                 "(Hub id or folder).")
 @click.option("--lexicon", "lexicons", multiple=True, type=click.Path(file_okay=False),
               help="Extra folder of <lang>.yaml refusal lexicons; repeatable.")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="Score from which is_refusal is true.")
-def judge(file, out, classifier, lexicons, threshold):
-    """Refusal detection over a JSONL of model outputs ('text', 'lang'): adds is_refusal and score."""
-    from refuseu.commands.judge import judge_file
+@click.option("--threshold", type=float, default=None,
+              help="Score from which is_refusal is true (lexicon, classifier) [default: 0.5].")
+@click.option("--batch-size", type=int, default=None, help="Answers per model batch [default: 16].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Model device.")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
+              help="Recipe whose judge section to use (flags win).")
+@click.option("--build-dir", default=None, help="Where the item cache of model verdicts lives "
+                                                "(default: the recipe's build_dir).")
+def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch_size, device, recipe_path,
+          build_dir):
+    """Refusal judging over a JSONL of model outputs ('text', 'lang', optional 'prompt'): adds is_refusal,
+    score and judge (who decided: lexicon, classifier, llm, llama_guard, or fallback)."""
+    from refuseu.commands.judge import judge_config, judge_file
 
-    stats = judge_file(file, out, classifier=classifier, lexicons=list(lexicons), threshold=threshold)
+    config = judge_config(recipe_path, engine=engine, model=model, mode=mode, classifier=classifier,
+                          threshold=threshold, batch_size=batch_size, device=device)
+    cache_dir = None
+    if config.engine != "lexicon":
+        cache_dir = build_dir or _recipe(recipe_path).build_dir
+    stats = judge_file(file, out, config=config, lexicons=list(lexicons), cache_dir=cache_dir)
     unjudged = f"; no verdict (no lexicon): {stats['unjudged']}" if stats.get("unjudged") else ""
-    click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}{unjudged}", err=True)
+    model_note = ""
+    if config.engine != "lexicon":
+        fell_back = f", {stats['fallbacks']} fell back to the lexicon" if config.engine == "llm" else ""
+        model_note = (f" (judge {stats['judge']}: {stats['computed']} judged, {stats['cached']} from the item "
+                      f"cache{fell_back})")
+    click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}{unjudged}{model_note}", err=True)
 
 
 @cli.command()
