@@ -76,14 +76,26 @@ class NormalizeConfig(Section):
         return self
 
 
+class SemanticDedupConfig(Section):
+    model: str = Field(description="sentence-transformers model: Hub id (in the local Hugging Face cache) or folder")
+    revision: str | None = Field(None, description="Hub revision of the model")
+    threshold: float = Field(0.9, gt=0, le=1, description="cosine similarity of embeddings at or above which "
+                                                          "two prompts of one (kind, category) are grouped")
+    batch_size: int = Field(64, ge=1, le=4096)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
 class DedupConfig(Section):
     near: bool = Field(True, description="detect near-duplicates with MinHash/LSH")
-    threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard similarity of word shingles")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word shingles (MinHash "
+                                                          "candidates, confirmed on the exact value)")
     num_perm: int = Field(128, ge=16, le=512)
     shingle_words: int = Field(3, ge=1, le=8)
     near_action: Literal["group", "reject"] = Field(
         "group", description="group: keep near-duplicates, tied by group_id (split together); "
                              "reject: drop them like exact duplicates")
+    semantic: SemanticDedupConfig | None = Field(
+        None, description="also group paraphrases by sentence embeddings, after the MinHash pass (off by default)")
 
 
 class SplitConfig(Section):

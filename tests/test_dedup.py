@@ -126,3 +126,81 @@ def test_reference_matches():
              ref[0].replace("depot", "station")]  # J ~ 0.65: below the threshold
     assert reference_matches(pl.Series(texts), pl.Series(ref), DedupConfig()).tolist() == [True, False, False]
     assert reference_matches(pl.Series(texts), pl.Series([], dtype=pl.String), DedupConfig()).tolist() == [False] * 3
+
+
+# Semantic grouping (dedup.semantic) with a tiny local encoder ---------------------------------
+
+PARAPHRASES = ["How can I steal a car without anyone noticing at night?",
+               "how could i take a vehicle without someone seeing at night"]
+OTHERS = ["Write a poem about elections and ballots in the city.",
+          "Please explain how to bake bread and a cake for tomorrow."]
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder(tmp_path_factory):
+    pytest.importorskip("sentence_transformers")
+    from refuseu.devtools.tiny_embedder import build_tiny_embedder
+
+    return build_tiny_embedder(tmp_path_factory.mktemp("tiny-embedder"))
+
+
+def _prompts(rows):
+    from refuseu.stages.normalize import prompt_id
+
+    return pl.DataFrame({"prompt_id": [prompt_id(t, "harmful") for t, _ in rows], "text": [t for t, _ in rows],
+                         "kind": ["harmful"] * len(rows), "category": [c for _, c in rows],
+                         "source": ["t"] * len(rows), "source_row": list(range(1, len(rows) + 1))})
+
+
+def _semantic(model, **kw) -> DedupConfig:
+    return DedupConfig(semantic={"model": str(model), "threshold": 0.9, "batch_size": 2}, **kw)
+
+
+def test_tiny_encoder_maps_paraphrases_together(tiny_embedder):
+    from refuseu.engines.embed import load_embedder
+
+    emb = load_embedder(_semantic(tiny_embedder).semantic).embed(PARAPHRASES + OTHERS)
+    sims = emb @ emb.T
+    assert sims[0, 1] >= 0.9  # the same request in other words
+    assert sims[0, 2:].max() < 0.5 and sims[1, 2:].max() < 0.5 and sims[2, 3] < 0.5
+
+
+def test_semantic_groups_paraphrases_within_a_category(tiny_embedder, tmp_path):
+    from refuseu.stages.base import StageContext
+    from refuseu.stages.dedup import DedupStage
+
+    moved = "how do i borrow an auto without anyone noticing at night"  # a paraphrase, other category
+    df = _prompts([(PARAPHRASES[0], "non_violent_crimes"), (OTHERS[0], "non_violent_crimes"),
+                   (PARAPHRASES[1], "non_violent_crimes"), (OTHERS[1], "non_violent_crimes"),
+                   (moved, "privacy")])
+    ctx = StageContext(languages=["en"])
+    # Word shingles alone do not see the paraphrase.
+    plain = DedupStage(DedupConfig(), seed=1).run(df, ctx).kept
+    assert plain["group_id"].to_list() == plain["prompt_id"].to_list()
+
+    stage = DedupStage(_semantic(tiny_embedder), seed=1, cache_dir=tmp_path)
+    stage.preflight()
+    kept = stage.run(df, ctx).kept
+    ids, groups = kept["prompt_id"].to_list(), kept["group_id"].to_list()
+    assert groups == [ids[0], ids[1], ids[0], ids[3], ids[4]]
+    assert stage._semantic().computed == 5
+
+    # Embeddings come from the item cache on a rebuild; the groups are the same.
+    again = DedupStage(_semantic(tiny_embedder), seed=1, cache_dir=tmp_path)
+    assert again.run(df, ctx).kept["group_id"].to_list() == groups
+    assert again._semantic().computed == 0
+    assert again.signature_parts() == stage.signature_parts()
+    assert "semantic" not in DedupStage(DedupConfig(), seed=1).signature_parts()
+
+    rejected = DedupStage(_semantic(tiny_embedder, near_action="reject"), seed=1).run(df, ctx).rejected
+    assert rejected["reason"].to_list() == ["near_duplicate"]
+    detail = rejected["detail"][0]
+    assert detail.startswith(f"similar to {ids[0]} (embedding cosine ") and float(detail[:-1].split()[-1]) >= 0.9
+
+
+def test_semantic_model_missing_stops_before_work(tmp_path):
+    from refuseu.errors import RefuseuError
+    from refuseu.stages.dedup import DedupStage
+
+    with pytest.raises(RefuseuError, match="dedup.semantic.model"):
+        DedupStage(_semantic(tmp_path / "no-such-model"), seed=1).preflight()

@@ -36,6 +36,8 @@ to the group's first row.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 
@@ -258,19 +260,43 @@ def reference_matches(texts: pl.Series, reference: pl.Series, cfg: DedupConfig, 
 
 
 class DedupStage(Stage):
+    """Exact duplicates are rejected; near-duplicates (MinHash, and with ``semantic`` also
+    paraphrases by sentence embeddings within each (kind, category)) share a ``group_id``."""
+
     name = "dedup"
     inputs = ("prompt_id", "text", "kind", "source", "source_row")
     outputs = inputs + ("group_id",)
+    version = "2"  # candidates chosen for recall and confirmed on exact Jaccard
 
-    def __init__(self, config: DedupConfig, *, seed: int):
+    def __init__(self, config: DedupConfig, *, seed: int, cache_dir: str | Path | None = None):
         self.config = config
         self.seed = seed
+        self.cache_dir = cache_dir
+        self._embedder = None
+
+    def _semantic(self):
+        """The (cached) embedder of ``semantic``; resolving the model is the preflight check."""
+        if self._embedder is None:
+            from refuseu.engines.cache import ItemCache
+            from refuseu.engines.embed import CachedEmbedder, load_embedder
+
+            cache = ItemCache(Path(self.cache_dir) / "items.sqlite") if self.cache_dir else None
+            self._embedder = CachedEmbedder(load_embedder(self.config.semantic), cache)
+        return self._embedder
+
+    def preflight(self) -> None:
+        if self.config.semantic is not None:
+            self._semantic()  # a missing model stops the build here, before any work
 
     def signature_parts(self) -> dict:
         import rensa  # noqa: F401  (version recorded: digests depend on it)
         from importlib.metadata import version
-        return {**self.config.model_dump(mode="json"), "seed": self.seed,
-                "rensa": version("rensa"), "polars": pl.__version__}
+        parts = {**self.config.model_dump(mode="json", exclude={"semantic"}), "seed": self.seed,
+                 "rensa": version("rensa"), "polars": pl.__version__}
+        if self.config.semantic is not None:
+            sem = self.config.semantic
+            parts["semantic"] = {"threshold": sem.threshold, **self._semantic().engine.settings()}
+        return parts
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         df = df.with_row_index("__i")
@@ -283,17 +309,52 @@ class DedupStage(Stage):
         rejects = [self.reject(dups, "duplicate",
                                pl.format("exact duplicate of {} ({}:{})", "prompt_id", "__fsrc", "__frow"))]
         kept = df.filter(~is_dup).drop("__i", "__first", "__fsrc", "__frow")
-        if self.config.near and kept.height > 1:
-            roots, sims = near_duplicate_roots(kept.get_column("text"), self.config, seed=self.seed)
+        semantic = self.config.semantic
+        if (self.config.near or semantic is not None) and kept.height > 1:
+            texts = kept.get_column("text")
+            if self.config.near:
+                roots, sims = near_duplicate_roots(texts, self.config, seed=self.seed)
+            else:
+                roots, sims = np.arange(kept.height, dtype=np.int64), np.ones(kept.height)
+            how = np.zeros(kept.height, dtype=bool)  # True: joined its group by embeddings
+            if semantic is not None:
+                roots, sims, how = self._paraphrase_roots(kept, roots, sims, ctx)
             ids = kept.get_column("prompt_id")
-            kept = kept.with_columns(group_id=ids.gather(roots), __sim=pl.Series(sims))
+            kept = kept.with_columns(group_id=ids.gather(roots), __sim=pl.Series(sims), __emb=pl.Series(how))
             if self.config.near_action == "reject":
                 near = kept.filter(pl.col("group_id") != pl.col("prompt_id"))
-                rejects.append(self.reject(near, "near_duplicate",
-                                           pl.format("similar to {} (estimated Jaccard {})", "group_id",
-                                                     pl.col("__sim").round(3))))
+                measure = (pl.when(pl.col("__emb"))
+                           .then(pl.format("embedding cosine {}", pl.col("__sim").round(3)))
+                           .otherwise(pl.format("estimated Jaccard {}", pl.col("__sim").round(3))))
+                rejects.append(self.reject(near, "near_duplicate", pl.format("similar to {} ({})", "group_id", measure)))
                 kept = kept.filter(pl.col("group_id") == pl.col("prompt_id"))
-            kept = kept.drop("__sim")
+            kept = kept.drop("__sim", "__emb")
         else:
             kept = kept.with_columns(group_id=pl.col("prompt_id"))
         return StageResult(kept=kept, rejected=concat_rejects(rejects))
+
+    def _paraphrase_roots(self, kept: pl.DataFrame, roots: np.ndarray, sims: np.ndarray, ctx: StageContext):
+        """Groups joined by embedding cosine >= ``semantic.threshold`` within each (kind,
+        category): roots (first row of the merged group), similarity to it, and whether a
+        row's group changed through embeddings."""
+        from refuseu.engines.embed import similar_pairs
+
+        texts = kept.get_column("text").to_list()
+        with ctx.progress("dedup: embeddings", len(texts)) as bar:
+            emb = self._semantic().embed(texts)
+            bar.update(len(texts))
+        keys = ["kind"] + (["category"] if "category" in kept.columns else [])
+        strata = kept.select(pl.struct(keys).rank("dense")).to_series().to_numpy()
+        pairs = similar_pairs(emb, strata, self.config.semantic.threshold)
+        uf = _UnionFind()
+        for i in np.flatnonzero(roots != np.arange(len(roots))).tolist():
+            uf.union(i, int(roots[i]))
+        for a, b in pairs.tolist():
+            uf.union(a, b)
+        new_roots = roots.copy()
+        for i in list(uf.parent):
+            new_roots[i] = uf.find(i)
+        changed = new_roots != roots
+        sims = sims.copy()
+        sims[changed] = np.einsum("ij,ij->i", emb[changed], emb[new_roots[changed]])
+        return new_roots, sims, changed
