@@ -101,8 +101,8 @@ def test_degenerate_answers_are_named():
 
 # --- model-written refusals ---------------------------------------------------------------
 
-REFUSAL = "I won't help with this, because it could hurt someone. Please talk to a professional instead."
-COMPLY = "Sure! Here is exactly what you asked for, step by step."
+REFUSAL = "I won't help with this because it could hurt someone; please talk to a professional instead."
+COMPLY = "Sure! Here is exactly what you asked for, in order."
 
 
 @pytest.fixture(scope="session")

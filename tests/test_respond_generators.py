@@ -136,17 +136,20 @@ def test_missing_generator_stops_before_work(tmp_path):
     assert not (tmp_path / "b" / "stages").exists()
 
 
-def test_refusal_detector_accuracy_per_language():
-    """At least 90% on the independent held-out set in every one of the 12 languages."""
+@pytest.mark.parametrize("name, floor", [("refusal_heldout", 0.9), ("refusal_heldout_v2", 0.92)])
+def test_refusal_detector_accuracy_per_language(name, floor):
+    """On both independent held-out sets (never used to tune the lexicon), every one of the
+    12 languages reaches the floor."""
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("bench_refusal", Path(__file__).parents[1] / "benchmarks" / "refusal.py")
+    root = Path(__file__).parents[1]
+    spec = importlib.util.spec_from_file_location("bench_refusal", root / "benchmarks" / "refusal.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    res = mod.evaluate()
+    res = mod.evaluate(root / "tests" / "data" / name)
     assert len(res) == 12
-    assert {lang: r["accuracy"] for lang, r in res.items() if r["accuracy"] < 0.9} == {}
+    assert {lang: r["accuracy"] for lang, r in res.items() if r["accuracy"] < floor} == {}
 
 
 @pytest.mark.parametrize("text, lang, expected", [

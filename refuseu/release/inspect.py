@@ -56,12 +56,36 @@ def inspect_release(release: str | Path) -> dict:
         "rows": totals["distinct"],
         "totals": totals,
         "by_language": language_counts(root, manifest.get("languages")),
+        "responses": response_stats(pairs),
         "category_totals": category_totals,
         "configs": counts(),
         "by_category": counts("category"),
         "by_attack_style": counts("attack_style"),
         "by_origin": counts("origin", "chosen_origin", "rejected_origin"),
     }
+
+
+def response_stats(pairs: pl.DataFrame) -> dict:
+    """lang -> benign pairs in train/test, distinct chosen/rejected texts (harmful pairs) and the
+    mean length in characters of chosen and rejected (all pairs): how varied the responses are."""
+    if pairs.height == 0 or "chosen" not in pairs.columns:
+        return {}
+    harmful = pl.col("kind") == "harmful"
+    stats = (pairs.group_by("lang", maintain_order=True)
+             .agg(benign_train=((pl.col("kind") == "benign") & (pl.col("file_split") == "train")).sum(),
+                  benign_test=((pl.col("kind") == "benign") & (pl.col("file_split") == "test")).sum(),
+                  distinct_chosen=pl.col("chosen").filter(harmful).n_unique(),
+                  distinct_rejected=pl.col("rejected").filter(harmful).n_unique(),
+                  chosen_mean_chars=pl.col("chosen").str.len_chars().mean().round(1),
+                  rejected_mean_chars=pl.col("rejected").str.len_chars().mean().round(1)))
+    return {r.pop("lang"): r for r in stats.iter_rows(named=True)}
+
+
+def response_table(responses: dict, *, indent: str = "  ") -> list[str]:
+    rows = [[lang, r["benign_train"], r["benign_test"], r["distinct_chosen"], r["distinct_rejected"],
+             f"{r['chosen_mean_chars']:.0f}", f"{r['rejected_mean_chars']:.0f}"] for lang, r in responses.items()]
+    return _grid(["lang", "benign train", "benign test", "distinct chosen", "distinct rejected",
+                  "chosen chars", "rejected chars"], rows, indent=indent)
 
 
 def language_counts(release: str | Path, languages: list[str] | None = None) -> dict:
@@ -113,6 +137,9 @@ def format_inspect(info: dict, *, full: bool = False) -> str:
              f"{t.get('distinct', 0)} distinct rows"]
     if info.get("by_language"):
         lines += ["", *language_table(info["by_language"])]
+    if info.get("responses"):
+        lines += ["", "responses per language (pairs; distinct texts over harmful pairs; mean length in characters):",
+                  *response_table(info["responses"])]
     if not full:
         cats = info.get("category_totals", {})
         if cats:
