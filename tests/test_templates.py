@@ -1,6 +1,7 @@
 """Native refusal templates: the format-2 loader, its minimums, deterministic composition and
 the variety and safety answers of every shipped language."""
 
+import itertools
 import shutil
 
 import pytest
@@ -162,7 +163,13 @@ def copy_en(tmp_path, edit=None, name="en.yaml"):
     (lambda d: d["refusals"]["reasons"].__setitem__("violense", ["a", "b", "c"]), "refusals.reasons",
      "unknown key(s) violense"),
     (lambda d: d["refusals"].__setitem__("core", "I won't."), "refusals.core", "must be a list"),
-    (lambda d: d["refusals"]["core"].__setitem__(0, ""), "refusals.core", "entry 0"),
+    (lambda d: d["refusals"]["core"].__setitem__(0, ""), "refusals.core[0]", "non-empty text"),
+    (lambda d: d["refusals"]["core"].__setitem__(0, {"text": "No.", "address": "polite"}), "refusals.core[0]",
+     "formal, informal"),
+    (lambda d: d["refusals"]["core"].__setitem__(0, {"txt": "No."}), "refusals.core[0]", "unknown key(s) txt"),
+    (lambda d: d["compliance_openers"]["openers"]["privacy"].__setitem__(
+        slice(None), [{"text": t, "address": "formal"} for t in d["compliance_openers"]["openers"]["privacy"]]),
+     "compliance_openers.openers.privacy", "no entry usable with informal address"),
     (lambda d: d.__setitem__("format", 3), "format", "unknown format 3"),
     (lambda d: d.__setitem__("lang", "de"), "lang", "'de'"),
 ])
@@ -176,6 +183,39 @@ def test_minimums_and_bad_fields_are_named(tmp_path, edit, field, needs):
     msg = str(e.value)
     assert str(folder / "en.yaml") in msg and f"field '{field}'" in msg and needs in msg, msg
     assert "\n" not in e.value.message
+
+
+def test_address_is_never_mixed_within_one_answer(tmp_path):
+    formal, informal = "Ich helfe Ihnen dabei nicht.", "Ich helfe dir dabei nicht."
+
+    def mark(d):
+        d["refusals"]["core"][:2] = [{"text": formal, "address": "formal"},
+                                     {"text": informal, "address": "informal"}]
+        d["refusals"]["openings"][0] = {"text": "Danke für Ihre Frage.", "address": "formal"}
+        d["refusals"]["openings"][1] = {"text": "Danke für deine Frage.", "address": "informal"}
+    tpl = TemplateRegistry(copy_en(tmp_path, mark)).get("en")
+    assert tpl.addresses == ("formal", "informal")
+    seen = set()
+    for p in range(3000):
+        text = tpl.chosen_for("hate", None, p)
+        assert not ("Ihre" in text and "dir" in text) and not ("deine" in text and "Ihnen" in text), text
+        seen |= {formal in text, informal in text}
+    assert seen == {True, False}
+    everything = set(tpl.iter_refusals())
+    assert not any("Ihre Frage" in t and informal in t for t in everything)
+    assert all(tpl.chosen_for("privacy", None, p) in everything for p in range(500))
+    assert [text for path, text in tpl.iter_parts() if path == "refusals.core[0]"] == [formal]
+
+
+@pytest.mark.parametrize("lang", ALL12)
+def test_shipped_answers_keep_one_address(registry, lang):
+    tpl = registry.get(lang)
+    if not tpl.address:
+        pytest.skip(f"{lang}.yaml marks no address")
+    formal = [t for t, a in tpl.address.items() if a == "formal"]
+    informal = [t for t, a in tpl.address.items() if a == "informal"]
+    for text in itertools.chain(tpl.iter_refusals(), tpl.iter_rejected()):
+        assert not (any(f in text for f in formal) and any(i in text for i in informal)), text
 
 
 def test_broken_yaml_names_the_file(tmp_path):

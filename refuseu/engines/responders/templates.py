@@ -12,6 +12,10 @@ length. Self-harm, medical emergencies (hint ``urgent``) and specialized advice 
 (hints ``medical``, ``legal``, ``financial``) get whole answers written for them.
 Format 1 files (whole refusals per category, one list of openers) still load: then a pick
 chooses one whole template.
+
+In languages with formal and informal address, an entry of a composed list may be written
+``{text: "...", address: formal}`` (or ``informal``); a pick then chooses one address first and
+composes only from entries in that address or unmarked ones, so no answer mixes "du" and "Sie".
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ SELF_HARM = "suicide_self_harm"
 SPECIALIZED = "specialized_advice"
 DOMAINS = ("medical", "legal", "financial")
 HINTS = ("urgent",) + DOMAINS
+ADDRESSES = ("formal", "informal")
 
 MIN_GENERAL_REFUSALS = 12  # format 1
 # Format 2 minimums: field path -> fewest entries.
@@ -78,6 +83,24 @@ class LanguageTemplates:
     continuations: tuple[str, ...] = ()
     over_refusals: tuple[str, ...] = ()
     whole_refusals: dict[str, tuple[str, ...]] = field(default_factory=dict)  # format 1: "general" + per category
+    address: dict[str, str] = field(default_factory=dict)  # text -> "formal" / "informal"; unmarked texts fit both
+    _fitted: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    # -- address ------------------------------------------------------------------------------
+
+    @property
+    def addresses(self) -> tuple[str | None, ...]:
+        """The addresses a pick chooses among: both where the file marks any entry, else none."""
+        return ADDRESSES if self.address else (None,)
+
+    def _fit(self, texts: tuple[str, ...], address: str | None) -> tuple[str, ...]:
+        """The entries of ``texts`` usable in ``address`` (unmarked ones and those marked so)."""
+        if address is None:
+            return texts
+        key = (texts, address)
+        if key not in self._fitted:
+            self._fitted[key] = tuple(t for t in texts if self.address.get(t, address) == address)
+        return self._fitted[key]
 
     # -- composition ------------------------------------------------------------------------
 
@@ -96,25 +119,29 @@ class LanguageTemplates:
             return self.specialized[hint]
         return None
 
-    def _parts(self, category: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        return (self.reasons.get(category) or self.reasons["general"],
-                self.redirects.get(category) or self.redirects["general"])
+    def _parts(self, category: str, address: str | None) -> tuple[tuple[str, ...], ...]:
+        """Openings, core, reasons and redirects for ``category`` in ``address``."""
+        return (self._fit(self.openings, address), self._fit(self.core, address),
+                self._fit(self.reasons.get(category) or self.reasons["general"], address),
+                self._fit(self.redirects.get(category) or self.redirects["general"], address))
 
     def chosen_for(self, category: str, hint: str | None = None, pick: int = 0) -> str:
         """The refusal for a harmful prompt of ``category``, deterministic in ``pick`` (64-bit).
 
-        The mixed pick is read as mixed-radix digits: core, reason, opening (absent for two
-        values in three), redirect (absent for two values in three), so lengths vary."""
+        The mixed pick is read as mixed-radix digits: address (where the file marks any),
+        core, reason, opening (absent for two values in three), redirect (absent for two
+        values in three), so lengths vary."""
         r = _mix(pick)
         whole = self._whole(category, hint)
         if whole is not None:
             return whole[r % len(whole)]
-        reasons, redirects = self._parts(category)
-        r, core = divmod(r, len(self.core))
+        r, a = divmod(r, len(self.addresses))
+        openings, core, reasons, redirects = self._parts(category, self.addresses[a])
+        r, c = divmod(r, len(core))
         r, reason = divmod(r, len(reasons))
-        r, opening = divmod(r, 3 * len(self.openings))
+        r, opening = divmod(r, 3 * len(openings))
         redirect = r % (3 * len(redirects))
-        return _join(self.openings[opening] if opening < len(self.openings) else None, self.core[core],
+        return _join(openings[opening] if opening < len(openings) else None, core[c],
                      reasons[reason], redirects[redirect] if redirect < len(redirects) else None)
 
     def opener_pool(self, category: str) -> tuple[str, ...]:
@@ -125,11 +152,13 @@ class LanguageTemplates:
     def rejected_for(self, category: str, pick: int) -> str:
         """A compliance text (the template fallback for ``rejected``): opener + continuation."""
         r = _mix(pick)
-        openers = self.opener_pool(category)
+        r, a = divmod(r, len(self.addresses))
+        openers = self._fit(self.opener_pool(category), self.addresses[a])
         r, opener = divmod(r, len(openers))
         if not self.continuations:  # format 1: the opener alone
             return openers[opener]
-        return _join(openers[opener], self.continuations[r % len(self.continuations)])
+        continuations = self._fit(self.continuations, self.addresses[a])
+        return _join(openers[opener], continuations[r % len(continuations)])
 
     def over_refusal_for(self, pick: int) -> str:
         """A refusal of a benign request (the rejected side of a benign pair)."""
@@ -141,10 +170,10 @@ class LanguageTemplates:
     # -- everything a file can produce ----------------------------------------------------------
 
     def _compositions(self, category: str) -> Iterator[str]:
-        reasons, redirects = self._parts(category)
-        for opening, core, reason, redirect in itertools.product(
-                (None,) + self.openings, self.core, reasons, (None,) + redirects):
-            yield _join(opening, core, reason, redirect)
+        for address in self.addresses:
+            openings, core, reasons, redirects = self._parts(category, address)
+            for parts in itertools.product((None,) + openings, core, reasons, (None,) + redirects):
+                yield _join(*parts)
 
     def iter_refusals(self) -> Iterator[str]:
         """Every distinct refusal ``chosen_for`` can return (all categories and hints)."""
@@ -162,12 +191,14 @@ class LanguageTemplates:
     def iter_rejected(self) -> Iterator[str]:
         """Every distinct compliance text ``rejected_for`` can return."""
         seen: set[str] = set()
-        openers = [o for pool in self.openers.values() for o in pool]
-        for opener in openers:
-            for text in ([_join(opener, c) for c in self.continuations] if self.continuations else [opener]):
-                if text not in seen:
-                    seen.add(text)
-                    yield text
+        openers = tuple(o for pool in self.openers.values() for o in pool)
+        for address in self.addresses:
+            continuations = self._fit(self.continuations, address)
+            for opener in self._fit(openers, address):
+                for text in ([_join(opener, c) for c in continuations] if continuations else [opener]):
+                    if text not in seen:
+                        seen.add(text)
+                        yield text
 
     def iter_parts(self) -> Iterator[tuple[str, str]]:
         """(field path, sentence) for every text in the file, for language-ID checks."""
@@ -216,6 +247,8 @@ class _Reader:
 
     def __init__(self, path: Path):
         self.path = path
+        self.address: dict[str, str] = {}  # text -> address, for entries written {text, address}
+        self.composed: list[tuple[str, tuple[str, ...]]] = []  # lists a pick composes from
 
     def fail(self, message: str, field: str, hint: str = FORMAT_HINT):
         raise InputError(message, file=str(self.path), field=field, hint=hint)
@@ -227,13 +260,41 @@ class _Reader:
             return ()
         if not isinstance(value, list):
             self.fail(f"must be a list of texts, not {type(value).__name__}", field)
-        for i, t in enumerate(value):
-            if not isinstance(t, str) or not t.strip():
-                self.fail(f"entry {i} must be a non-empty text, not {t!r}", field)
-        out = tuple(t.strip() for t in value)
+        out = tuple(self.entry(t, f"{field}[{i}]") for i, t in enumerate(value))
         if len(set(out)) < minimum:
             self.fail(f"needs at least {minimum} distinct texts, found {len(set(out))}", field)
         return out
+
+    def entry(self, value, field: str) -> str:
+        """A text, or ``{text: ..., address: formal|informal}``."""
+        address = None
+        if isinstance(value, dict):
+            self.mapping(value, field, ("text", "address"))
+            address, value = value.get("address"), value.get("text")
+            if address not in ADDRESSES:
+                self.fail(f"address must be one of {', '.join(ADDRESSES)}, not {address!r}", field)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"must be a non-empty text (or {{text, address}}), not {value!r}", field)
+        text = value.strip()
+        if address is not None:
+            if self.address.get(text, address) != address:
+                self.fail(f"the same text is marked both {self.address[text]} and {address}", field)
+            self.address[text] = address
+        return text
+
+    def composable(self, field: str, texts: tuple[str, ...]) -> tuple[str, ...]:
+        self.composed.append((field, texts))
+        return texts
+
+    def check_addresses(self) -> None:
+        """Where any entry is marked, every composed list needs an entry for each address."""
+        if not self.address:
+            return
+        for field, texts in self.composed:
+            for address in ADDRESSES:
+                if not any(self.address.get(t, address) == address for t in texts):
+                    self.fail(f"has no entry usable with {address} address (add an unmarked entry or one "
+                              f"marked {address})", field)
 
     def mapping(self, value, field: str, allowed: tuple[str, ...], *, required: bool = True) -> dict:
         if value is None and not required:
@@ -251,6 +312,8 @@ class _Reader:
         for c in CATEGORIES:
             if c in value:
                 out[c] = self.texts(value[c], f"{field}.{c}", category_min)
+        for c, texts in out.items():
+            self.composable(f"{field}.{c}", texts)
         return out
 
 
@@ -279,19 +342,23 @@ def load_templates(path: str | Path, lang: str | None = None) -> LanguageTemplat
                      ("openings", "core", "reasons", "redirects", "self_harm", "urgent", "specialized"))
     comp = rd.mapping(data.get("compliance_openers"), "compliance_openers", ("openers", "continuations"))
     spec = rd.mapping(ref.get("specialized"), "refusals.specialized", DOMAINS)
-    return LanguageTemplates(
+    tpl = LanguageTemplates(
         lang=lang, format=2,
-        openings=rd.texts(ref.get("openings"), "refusals.openings", 6),
-        core=rd.texts(ref.get("core"), "refusals.core", 12),
+        openings=rd.composable("refusals.openings", rd.texts(ref.get("openings"), "refusals.openings", 6)),
+        core=rd.composable("refusals.core", rd.texts(ref.get("core"), "refusals.core", 12)),
         reasons=rd.by_category(ref.get("reasons"), "refusals.reasons", 3, 3),
         redirects=rd.by_category(ref.get("redirects"), "refusals.redirects", 4, 2),
         self_harm=rd.texts(ref.get("self_harm"), "refusals.self_harm", 6),
         urgent=rd.texts(ref.get("urgent"), "refusals.urgent", 4),
         specialized={d: rd.texts(spec.get(d), f"refusals.specialized.{d}", 3) for d in DOMAINS},
         openers=rd.by_category(comp.get("openers"), "compliance_openers.openers", 15, 2),
-        continuations=rd.texts(comp.get("continuations"), "compliance_openers.continuations", 8),
+        continuations=rd.composable("compliance_openers.continuations",
+                                    rd.texts(comp.get("continuations"), "compliance_openers.continuations", 8)),
         over_refusals=rd.texts(data.get("over_refusals"), "over_refusals", 8),
+        address=rd.address,
     )
+    rd.check_addresses()
+    return tpl
 
 
 def _load_v1(data: dict, lang: str, rd: _Reader) -> LanguageTemplates:
