@@ -231,6 +231,15 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
                 style_rows.append(["(none)", counts[None]])
         origin_rows = [list(r) for r in pairs.group_by("lang", "origin", "chosen_origin", "rejected_origin")
                        .len().sort("lang", "origin").iter_rows()]
+    response_rows = []
+    if pairs.height and "chosen" in pairs.columns:
+        harmful = pl.col("kind") == "harmful"
+        for r in (pairs.group_by("lang", maintain_order=True)
+                  .agg(benign=(pl.col("kind") == "benign").sum(),
+                       dc=pl.col("chosen").filter(harmful).n_unique(), dr=pl.col("rejected").filter(harmful).n_unique(),
+                       cm=pl.col("chosen").str.len_chars().mean(), rm=pl.col("rejected").str.len_chars().mean())
+                  .iter_rows(named=True)):
+            response_rows.append([f"`{r['lang']}`", r["benign"], r["dc"], r["dr"], f"{r['cm']:.0f}", f"{r['rm']:.0f}"])
     engine_rows = [[stage, f"`{v}`"] for stage, v in engines.items()]
     if pairs.height and "engine" in pairs.columns:
         for eng, rev, n in (pairs.group_by("engine", "engine_revision").len()
@@ -261,7 +270,8 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     s4 = ("\nChild sexual exploitation (S4) is part of the taxonomy but is never filled from the embedded seed.\n"
           if seed else "")
     template_note = ("\nWhere no generator model is configured, `rejected` is a compliance *opener* from templates "
-                     "(it starts to comply but carries no harmful content).\n"
+                     "(it starts to comply but carries no harmful content). For benign prompts, `chosen` is a reference "
+                     "helpful answer (origin `reference`) and `rejected` an over-refusal.\n"
                      if "template" in response_origins else "")
     provenance = []
     if "tm" in origins:
@@ -283,7 +293,8 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
         provenance.append("Every non-English prompt and response passed language identification "
                           "(`lid_lang`, `lid_score`).")
     provenance_text = ("Provenance: " + " ".join(provenance)) if provenance else ""
-    limitations = ("Template refusals are short and generic. " if "template" in response_origins else "") + \
+    limitations = ("Template refusals are composed from a fixed set of native sentences per language; they "
+                   "vary in wording and length but not per prompt. " if "template" in response_origins else "") + \
         ("Translations of attack styles (slang, misspellings, dialects) are approximate."
          if styled and origins & {"tm", "mt"} else "")
     content_warning = ("> **Content warning.** The prompts are harmful requests (" + ", ".join(
@@ -334,6 +345,10 @@ Responses (`chosen_origin`, `rejected_origin`) and prompt origin (`source` = Eng
 
 {_table(["lang", "prompt origin", "chosen origin", "rejected origin", "rows"], origin_rows) if origin_rows else ""}
 {template_note}
+{("How varied the responses are (pairs, train + test; distinct texts over harmful pairs; mean length in "
+  "characters over all pairs):" + chr(10) + chr(10) + _table(["lang", "benign pairs", "distinct chosen",
+  "distinct rejected", "chosen mean chars", "rejected mean chars"], response_rows)) if response_rows else ""}
+
 {provenance_text}
 
 {_qe_section(stats) if any(lang != "en" for lang in languages) else "Translation quality: every row is an English original; nothing was translated."}
