@@ -54,6 +54,14 @@ MINIMUMS = {
 FORMAT_HINT = "see refuseu/data/templates/en.yaml for the format"
 
 
+def minimum_for(field: str) -> int:
+    """The fewest entries a format-2 list needs ("refusals.reasons.hate" -> 3)."""
+    if field in MINIMUMS:
+        return MINIMUMS[field]
+    head, _, _ = field.rpartition(".")
+    return MINIMUMS.get(f"{head}.<domain>" if head == "refusals.specialized" else f"{head}.<category>", 1)
+
+
 def _mix(pick: int) -> int:
     """splitmix64 of the pick: neighbouring picks (consecutive ids) land far apart."""
     z = (int(pick) + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
@@ -253,7 +261,8 @@ class _Reader:
     def fail(self, message: str, field: str, hint: str = FORMAT_HINT):
         raise InputError(message, file=str(self.path), field=field, hint=hint)
 
-    def texts(self, value, field: str, minimum: int, *, required: bool = True) -> tuple[str, ...]:
+    def texts(self, value, field: str, minimum: int | None = None, *, required: bool = True) -> tuple[str, ...]:
+        minimum = minimum_for(field) if minimum is None else minimum
         if value is None:
             if required:
                 self.fail(f"missing; needs a list of at least {minimum} texts", field)
@@ -306,12 +315,12 @@ class _Reader:
             self.fail(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}", field)
         return value
 
-    def by_category(self, value, field: str, general_min: int, category_min: int) -> dict[str, tuple[str, ...]]:
+    def by_category(self, value, field: str) -> dict[str, tuple[str, ...]]:
         value = self.mapping(value, field, ("general",) + CATEGORIES)
-        out = {"general": self.texts(value.get("general"), f"{field}.general", general_min)}
+        out = {"general": self.texts(value.get("general"), f"{field}.general")}
         for c in CATEGORIES:
             if c in value:
-                out[c] = self.texts(value[c], f"{field}.{c}", category_min)
+                out[c] = self.texts(value[c], f"{field}.{c}")
         for c, texts in out.items():
             self.composable(f"{field}.{c}", texts)
         return out
@@ -344,17 +353,17 @@ def load_templates(path: str | Path, lang: str | None = None) -> LanguageTemplat
     spec = rd.mapping(ref.get("specialized"), "refusals.specialized", DOMAINS)
     tpl = LanguageTemplates(
         lang=lang, format=2,
-        openings=rd.composable("refusals.openings", rd.texts(ref.get("openings"), "refusals.openings", 6)),
-        core=rd.composable("refusals.core", rd.texts(ref.get("core"), "refusals.core", 12)),
-        reasons=rd.by_category(ref.get("reasons"), "refusals.reasons", 3, 3),
-        redirects=rd.by_category(ref.get("redirects"), "refusals.redirects", 4, 2),
-        self_harm=rd.texts(ref.get("self_harm"), "refusals.self_harm", 6),
-        urgent=rd.texts(ref.get("urgent"), "refusals.urgent", 4),
-        specialized={d: rd.texts(spec.get(d), f"refusals.specialized.{d}", 3) for d in DOMAINS},
-        openers=rd.by_category(comp.get("openers"), "compliance_openers.openers", 15, 2),
+        openings=rd.composable("refusals.openings", rd.texts(ref.get("openings"), "refusals.openings")),
+        core=rd.composable("refusals.core", rd.texts(ref.get("core"), "refusals.core")),
+        reasons=rd.by_category(ref.get("reasons"), "refusals.reasons"),
+        redirects=rd.by_category(ref.get("redirects"), "refusals.redirects"),
+        self_harm=rd.texts(ref.get("self_harm"), "refusals.self_harm"),
+        urgent=rd.texts(ref.get("urgent"), "refusals.urgent"),
+        specialized={d: rd.texts(spec.get(d), f"refusals.specialized.{d}") for d in DOMAINS},
+        openers=rd.by_category(comp.get("openers"), "compliance_openers.openers"),
         continuations=rd.composable("compliance_openers.continuations",
-                                    rd.texts(comp.get("continuations"), "compliance_openers.continuations", 8)),
-        over_refusals=rd.texts(data.get("over_refusals"), "over_refusals", 8),
+                                    rd.texts(comp.get("continuations"), "compliance_openers.continuations")),
+        over_refusals=rd.texts(data.get("over_refusals"), "over_refusals"),
         address=rd.address,
     )
     rd.check_addresses()
