@@ -105,12 +105,23 @@ def test_banding_is_chosen_for_recall(threshold, num_perm):
     assert bands * rows <= num_perm
     assert candidate_probability(threshold, bands, rows) >= 0.98
     assert candidate_probability(threshold, num_perm // (rows + 1), rows + 1) < 0.98
-    # The first pass's bands divide num_perm and each fits inside a band of the second.
-    q = num_perm // lsh_bands(threshold, num_perm)
-    assert num_perm % q == 0
-    for b in range(bands):
-        start = -(-(b * rows) // q) * q
-        assert start + q <= (b + 1) * rows
+    assert lsh_bands(threshold, num_perm) == bands
+
+
+def test_rensa_flags_exactly_the_rows_with_a_candidate():
+    # The stage relies on rensa's bands being consecutive runs of ``rows`` digest values.
+    import rensa
+
+    from refuseu.stages.dedup import _candidate_pairs
+
+    texts, _ = planted(60, 300, seed=4)
+    tokens, offsets = shingle_hashes(pl.Series(texts), 3)
+    bands, rows = lsh_banding(0.8, 128)
+    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, bands * rows, 0)
+    flags = np.asarray(rensa.RMinHashLSH(0.8, bands * rows, bands).query_duplicate_flags_matrix_one_shot(matrix))
+    with_candidate = np.zeros(len(texts), dtype=bool)
+    with_candidate[_candidate_pairs(np.asarray(matrix.to_rows(), dtype=np.uint32), bands, rows).ravel()] = True
+    assert with_candidate.sum() > 100 and np.array_equal(flags.astype(bool), with_candidate)
 
 
 def test_default_banding_is_the_documented_one():

@@ -7,14 +7,13 @@ components of the confirmed pairs, so the split keeps them on one side.
 
 How pairs are found, in three steps:
 
-1. Shingles are hashed in bulk (numpy) and MinHash digests of ``num_perm`` values computed
-   in rensa (Rust). A first LSH pass in rensa, with bands of ``q`` rows (``q`` divides
-   ``num_perm`` and every band of step 2 contains a whole band of ``q`` rows), flags the rows
-   that can have a candidate at all; usually a small share.
-2. Candidates, for the flagged rows only: ``bands`` bands of ``rows`` digest values each
-   (``bands * rows <= num_perm``); two rows are candidates when all values of one band
-   agree, and every row of a band bucket is paired with the bucket's first row. A pair of
-   Jaccard ``s`` becomes a candidate with probability (the S-curve)
+1. Shingles are hashed in bulk (numpy) and MinHash digests of ``bands * rows`` values
+   (at most ``num_perm``) computed in rensa (Rust). An LSH pass in rensa, ``bands`` bands of
+   ``rows`` values each, flags the rows that share a band with another row: those with a
+   candidate, usually a small share.
+2. Candidates, for the flagged rows only, from the same bands: two rows are candidates when
+   all values of one band agree, and every row of a band bucket is paired with the bucket's
+   first row. A pair of Jaccard ``s`` becomes a candidate with probability (the S-curve)
 
        P(s) = 1 - (1 - s**rows) ** bands
 
@@ -28,10 +27,17 @@ How pairs are found, in three steps:
 
 3. Every candidate pair is confirmed on the exact Jaccard of its two shingle sets (cheap
    for pairs), so a pair below the threshold is never grouped, however many candidates the
-   low-set S-curve lets through; expected recall at a Jaccard ``s >= threshold`` is P(s).
+   low end of the S-curve lets through; expected recall at a Jaccard ``s >= threshold`` is
+   P(s). (Pairing with the bucket's first row keeps the work linear; two later rows of one
+   bucket are compared only through another band, which costs little recall with 18 bands.)
 
-The reject detail of ``near_action: reject`` gives the MinHash estimate of the similarity
-to the group's first row.
+``benchmarks/dedup.py`` measures recall per Jaccard band on planted pairs: about 0.997 at
+Jaccard >= 0.8 and nothing grouped below 0.8 for the defaults.
+
+With ``semantic`` set, prompts of one (kind, category) whose sentence embeddings have a
+cosine similarity >= ``semantic.threshold`` are grouped too, after the MinHash pass (the
+same request in other words). The reject detail of ``near_action: reject`` gives the MinHash
+estimate of the similarity to the group's first row, or the embedding cosine.
 """
 
 from __future__ import annotations
@@ -71,16 +77,8 @@ def lsh_banding(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 def lsh_bands(threshold: float, num_perm: int) -> int:
-    """Bands of the first (rensa) pass: ``num_perm // q`` for the largest ``q`` that divides
-    ``num_perm`` and fits whole inside every band of :func:`lsh_banding`, so every row with a
-    candidate is flagged."""
-    bands, rows = lsh_banding(threshold, num_perm)
-    for q in range(rows, 0, -1):
-        if num_perm % q:
-            continue
-        if all(-(-(b * rows) // q) * q + q <= (b + 1) * rows for b in range(bands)):
-            return num_perm // q
-    return num_perm
+    """Number of LSH bands for ``threshold`` (see :func:`lsh_banding`)."""
+    return lsh_banding(threshold, num_perm)[0]
 
 
 def shingle_hashes(texts: pl.Series, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -215,8 +213,9 @@ def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -
         return roots, sims
     tokens, offsets = shingle_hashes(texts, cfg.shingle_words)
     bands, rows = lsh_banding(cfg.threshold, cfg.num_perm)
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, cfg.num_perm, seed)
-    lsh = rensa.RMinHashLSH(cfg.threshold, cfg.num_perm, lsh_bands(cfg.threshold, cfg.num_perm))
+    perm = bands * rows  # rensa's bands are consecutive runs of ``rows`` values, as in step 2
+    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, perm, seed)
+    lsh = rensa.RMinHashLSH(cfg.threshold, perm, bands)
     flags = np.asarray(lsh.query_duplicate_flags_matrix_one_shot(matrix), dtype=bool)
     cand = np.flatnonzero(flags)
     if len(cand) < 2:
@@ -226,7 +225,7 @@ def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -
     sub_offsets = np.zeros(len(cand) + 1, dtype=np.uint64)
     np.cumsum(lengths, out=sub_offsets[1:])
     sub = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-        tokens[_gather(offsets[cand], lengths)], sub_offsets, cfg.num_perm, seed)
+        tokens[_gather(offsets[cand], lengths)], sub_offsets, perm, seed)
     dig = np.asarray(sub.to_rows(), dtype=np.uint32)
     pairs = _candidate_pairs(dig, bands, rows)
     if len(pairs) == 0:
