@@ -136,6 +136,10 @@ class LanguageTemplates:
     def chosen_for(self, category: str, hint: str | None = None, pick: int = 0) -> str:
         """The refusal for a harmful prompt of ``category``, deterministic in ``pick`` (64-bit).
 
+        ``hint`` "urgent" (a medical emergency now) gives an urgent answer in any category;
+        "medical", "legal" or "financial" give a specialized answer for category
+        specialized_advice and are ignored elsewhere; suicide_self_harm gives a self-harm
+        answer. Otherwise the answer is composed; a category without lists uses the general ones.
         The mixed pick is read as mixed-radix digits: address (where the file marks any),
         core, reason, opening (absent for two values in three), redirect (absent for two
         values in three), so lengths vary."""
