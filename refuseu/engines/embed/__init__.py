@@ -58,13 +58,15 @@ class CachedEmbedder:
         return np.stack([by_text[t] for t in texts])
 
 
-def similar_pairs(emb: np.ndarray, strata: np.ndarray, threshold: float, *, chunk: int = 1024) -> np.ndarray:
+def similar_pairs(emb: np.ndarray, strata: np.ndarray, threshold: float, *, cells: int = 1 << 24) -> np.ndarray:
     """(i, j) row pairs, i < j, of one stratum whose embeddings' cosine is >= ``threshold``
-    (rows of ``emb`` are unit length)."""
+    (rows of ``emb`` are unit length). Similarities are computed in blocks of about
+    ``cells`` values, so memory stays flat however large a stratum is."""
     out = []
     for s in np.unique(strata):
         idx = np.flatnonzero(strata == s)
         e = emb[idx]
+        chunk = max(1, cells // len(idx))
         for lo in range(0, len(idx), chunk):
             sims = e[lo:lo + chunk] @ e.T
             i, j = np.nonzero(sims >= threshold)
