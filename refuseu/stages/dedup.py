@@ -185,17 +185,29 @@ def pair_jaccard(vals: np.ndarray, set_offsets: np.ndarray, a: np.ndarray, b: np
 
 
 def _candidate_pairs(dig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(i, j) row pairs sharing a band bucket: every row with the first row of the bucket."""
+    """(i, j) row pairs sharing a band bucket: every row with the first row of the bucket.
+
+    A band's values are mixed into one 64-bit key (a collision only adds a candidate, which
+    the exact check then drops)."""
+    n = len(dig)
+    idx = np.arange(n)
+    d64 = dig.astype(np.uint64)
     pairs = []
-    idx = np.arange(len(dig))
-    for b in range(bands):
-        band = np.ascontiguousarray(dig[:, b * rows:(b + 1) * rows])
-        keys = band.view(np.dtype((np.void, band.dtype.itemsize * rows))).ravel()
-        _, first_of_key, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        head = first_of_key[inverse.ravel()]
-        mask = head != idx
-        pairs.append(np.stack([head[mask], idx[mask]], axis=1))
-    return np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), dtype=np.int64)
+    with np.errstate(over="ignore"):
+        for b in range(bands):
+            key = np.zeros(n, dtype=np.uint64)
+            for j in range(rows):
+                key = (key ^ d64[:, b * rows + j]) * _P[j % len(_P)]
+            order = np.argsort(key, kind="stable")  # within a bucket, rows in input order
+            k = key[order]
+            starts = np.ones(n, dtype=bool)
+            starts[1:] = k[1:] != k[:-1]
+            head = np.empty(n, dtype=np.int64)
+            head[order] = order[np.flatnonzero(starts)][np.cumsum(starts) - 1]
+            mask = head != idx
+            pairs.append(head[mask] * n + idx[mask])
+    flat = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, dtype=np.int64)
+    return np.stack([flat // n, flat % n], axis=1)
 
 
 def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
