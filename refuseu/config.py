@@ -84,6 +84,11 @@ class SemanticDedupConfig(Section):
     batch_size: int = Field(64, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    @field_validator("model")
+    @classmethod
+    def _one_spelling(cls, v):
+        return _local(v)
+
 
 class DedupConfig(Section):
     near: bool = Field(True, description="detect near-duplicates with MinHash/LSH")
