@@ -151,3 +151,22 @@ def test_generated_compliance_is_replaced_by_a_template(scripted, tmp_path):
     assert set(out["chosen_origin"]) == {"template"}
     assert COMPLY not in out["chosen"].to_list()
     assert all(c in set(TemplateRegistry().get("en").iter_refusals()) for c in out["chosen"])
+
+
+def test_vectorized_picks_equal_one_by_one():
+    """The stage composes many rows at once; each row gets exactly what chosen_for /
+    rejected_for / over_refusal_for give for its pick, in every language."""
+    import random
+    from refuseu.engines.responders.templates import CATEGORIES
+    reg = TemplateRegistry()
+    rng = random.Random(5)
+    for lang in reg.languages():
+        tpl = reg.get(lang)
+        n = 3000
+        cats = [rng.choice(CATEGORIES + ("uncategorized",)) for _ in range(n)]
+        hints = [rng.choice([None, None, "urgent", "medical", "legal", "financial"]) for _ in range(n)]
+        picks_ = [rng.getrandbits(32) for _ in range(n)]
+        assert tpl.chosen_many(cats, hints, picks_).to_list() == [tpl.chosen_for(c, h, p)
+                                                                  for c, h, p in zip(cats, hints, picks_)], lang
+        assert tpl.rejected_many(cats, picks_).to_list() == [tpl.rejected_for(c, p) for c, p in zip(cats, picks_)]
+        assert tpl.over_refusals_many(picks_).to_list() == [tpl.over_refusal_for(p) for p in picks_]

@@ -45,9 +45,11 @@ ROLES = (("rejected", "harmful", "generator"), ("chosen", "benign", "helpful_gen
 MAX_REPEAT = 8
 
 
-def picks(prompt_ids: list[str]) -> tuple[list[int], list[int]]:
-    """Two independent 32-bit picks per prompt id: one for chosen, one for rejected."""
-    return [int(p[:8], 16) for p in prompt_ids], [int(p[8:16], 16) for p in prompt_ids]
+def picks(prompt_ids) -> tuple:
+    """Two independent 32-bit picks per prompt id (hex): one for chosen, one for rejected."""
+    ids = pl.Series(prompt_ids, dtype=pl.String)
+    return (ids.str.slice(0, 8).str.to_integer(base=16).cast(pl.UInt64).to_numpy(),
+            ids.str.slice(8, 8).str.to_integer(base=16).cast(pl.UInt64).to_numpy())
 
 
 def degenerate(text: str | None) -> str | None:
@@ -148,39 +150,26 @@ class RespondStage(Stage):
     def _from_templates(self, part: pl.DataFrame, lang: str) -> pl.DataFrame:
         tpl = self.templates.get(lang)
         refs = self.references.answers(lang)
-        n = part.height
-        ids = part.get_column("prompt_id").to_list()
-        cats = part.get_column("category").to_list()
-        kinds = part.get_column("kind").to_list()
-        hints = part.get_column("hint").to_list() if "hint" in part.columns else [None] * n
-        texts = part.get_column("text").to_list() if "text" in part.columns else [None] * n
-        pick_c, pick_r = picks(ids)
-        chosen, rejected, c_origin, r_origin = [None] * n, [None] * n, [None] * n, [None] * n
-        memo_c: dict = {}
-        memo_r: dict = {}
-        for i in range(n):
-            if kinds[i] == "harmful":
-                key = (cats[i], hints[i], pick_c[i])
-                text = memo_c.get(key)
-                if text is None:
-                    text = memo_c[key] = tpl.chosen_for(cats[i], hints[i], pick_c[i])
-                chosen[i] = text
-                key = (cats[i], pick_r[i])
-                text = memo_r.get(key)
-                if text is None:
-                    text = memo_r[key] = tpl.rejected_for(cats[i], pick_r[i])
-                rejected[i] = text
-                c_origin[i] = r_origin[i] = "template"
-            else:
-                answer = refs.get(texts[i]) if texts[i] is not None else None
-                if answer is not None and tpl.over_refusals:
-                    chosen[i], c_origin[i] = answer, "reference"
-                    rejected[i], r_origin[i] = tpl.over_refusal_for(pick_r[i]), "template"
-        return part.with_columns(chosen=pl.Series(chosen, dtype=pl.String),
-                                 rejected=pl.Series(rejected, dtype=pl.String),
-                                 chosen_origin=pl.Series(c_origin, dtype=pl.String),
-                                 rejected_origin=pl.Series(r_origin, dtype=pl.String),
-                                 chosen_fallback=pl.lit(None, dtype=pl.String))
+        pick_c, pick_r = picks(part.get_column("prompt_id"))
+        hints = part.get_column("hint") if "hint" in part.columns else pl.repeat(None, part.height, dtype=pl.String,
+                                                                                 eager=True)
+        harmful = pl.col("kind") == "harmful"
+        part = part.with_columns(__c=tpl.chosen_many(part.get_column("category"), hints, pick_c),
+                                 __r=tpl.rejected_many(part.get_column("category"), pick_r))
+        answered = pl.lit(False)
+        if refs and tpl.over_refusals and "text" in part.columns:
+            part = part.with_columns(__ref=pl.col("text").replace_strict(refs, default=None, return_dtype=pl.String),
+                                     __over=tpl.over_refusals_many(pick_r))
+            answered = (pl.col("kind") == "benign") & pl.col("__ref").is_not_null()
+        else:
+            part = part.with_columns(__ref=pl.lit(None, dtype=pl.String), __over=pl.lit(None, dtype=pl.String))
+        return part.with_columns(
+            chosen=pl.when(harmful).then(pl.col("__c")).when(answered).then(pl.col("__ref")),
+            rejected=pl.when(harmful).then(pl.col("__r")).when(answered).then(pl.col("__over")),
+            chosen_origin=pl.when(harmful).then(pl.lit("template")).when(answered).then(pl.lit("reference")),
+            rejected_origin=pl.when(harmful | answered).then(pl.lit("template")),
+            chosen_fallback=pl.lit(None, dtype=pl.String),
+        ).drop("__c", "__r", "__ref", "__over")
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         frames = [self._from_templates(part, lang) for (lang,), part in df.group_by("lang", maintain_order=True)]
@@ -285,10 +274,8 @@ class RespondStage(Stage):
                                          __reason=pl.Series(reason, dtype=pl.String),
                                          __detail=pl.Series(detail, dtype=pl.String))
                 if kind == "benign":  # benign pairs: an over-refusal from the templates is the rejected side
-                    _, pick_r = picks(rows.get_column("prompt_id").to_list())
-                    rows = rows.with_columns(
-                        rejected=pl.Series([tpl.over_refusal_for(p) for p in pick_r], dtype=pl.String),
-                        rejected_origin=pl.lit("template"))
+                    _, pick_r = picks(rows.get_column("prompt_id"))
+                    rows = rows.with_columns(rejected=tpl.over_refusals_many(pick_r), rejected_origin=pl.lit("template"))
                 rejects.append(self.reject(rows.filter(pl.col("__reason").is_not_null()), pl.col("__reason"),
                                            pl.col("__detail")))
                 part = pl.concat([part.filter(~mask),

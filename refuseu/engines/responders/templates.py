@@ -26,11 +26,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from refuseu.errors import BuildError, InputError
 from refuseu.resources import data_dir
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
 
 #: Categories a format-2 file may give reasons, redirects and openers for (the MLCommons
 #: hazard list of ``schemas/taxonomy.yaml``). Any other category uses the general lists.
@@ -68,6 +73,34 @@ def _mix(pick: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     return z ^ (z >> 31)
+
+
+def _mix_many(picks) -> "np.ndarray":
+    """:func:`_mix` of an array of picks (uint64 arithmetic wraps like the masks above)."""
+    import numpy as np
+    with np.errstate(over="ignore"):
+        z = np.asarray(picks, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _gather(texts: tuple[str, ...], index, *, optional: bool = False) -> "pl.Series":
+    """``texts[index]`` as a polars Series; with ``optional``, an index past the end is null."""
+    import polars as pl
+    values = list(texts) + ([None] if optional else [])
+    idx = index if not optional else index.clip(max=len(texts))
+    return pl.Series(values, dtype=pl.String).gather(pl.Series(idx.astype("int64")))
+
+
+def _in_order(index: list, texts: list) -> "pl.Series":
+    """The texts of row groups put back in row order (``index`` holds each group's rows)."""
+    import numpy as np
+    import polars as pl
+    if not index:
+        return pl.Series([], dtype=pl.String)
+    order = np.argsort(np.concatenate(index), kind="stable")
+    return pl.concat(texts).gather(pl.Series(order))
 
 
 def _join(*parts: str | None) -> str:
@@ -155,6 +188,74 @@ class LanguageTemplates:
         redirect = r % (3 * len(redirects))
         return _join(openings[opening] if opening < len(openings) else None, core[c],
                      reasons[reason], redirects[redirect] if redirect < len(redirects) else None)
+
+    def chosen_many(self, categories, hints, picks) -> "pl.Series":
+        """``chosen_for(c, h, p)`` for many rows at once (lists or Series), as a String Series;
+        vectorized per category and hint."""
+        import numpy as np
+        import polars as pl
+        df = pl.DataFrame({"category": pl.Series(categories, dtype=pl.String),
+                           "hint": pl.Series(hints, dtype=pl.String)}).with_row_index("__i")
+        r_all = _mix_many(picks)
+        index, texts = [], []
+        for (category, hint), g in df.group_by("category", "hint"):
+            rows = g.get_column("__i").to_numpy().astype(np.int64)
+            r = r_all[rows]
+            whole = self._whole(category, hint)
+            if whole is not None:
+                index.append(rows)
+                texts.append(_gather(whole, r % np.uint64(len(whole))))
+                continue
+            a, r = r % np.uint64(len(self.addresses)), r // np.uint64(len(self.addresses))
+            for k, address in enumerate(self.addresses):
+                sel = a == np.uint64(k)
+                if not sel.any():
+                    continue
+                openings, core, reasons, redirects = self._parts(category, address)
+                q = r[sel]
+                c, q = q % np.uint64(len(core)), q // np.uint64(len(core))
+                reason, q = q % np.uint64(len(reasons)), q // np.uint64(len(reasons))
+                opening, q = q % np.uint64(3 * len(openings)), q // np.uint64(3 * len(openings))
+                redirect = q % np.uint64(3 * len(redirects))
+                index.append(rows[sel])
+                texts.append(pl.select(pl.concat_str(
+                    [_gather(openings, opening, optional=True), _gather(core, c), _gather(reasons, reason),
+                     _gather(redirects, redirect, optional=True)], separator=" ", ignore_nulls=True)).to_series())
+        return _in_order(index, texts)
+
+    def rejected_many(self, categories, picks) -> "pl.Series":
+        """``rejected_for(c, p)`` for many rows at once, as a String Series."""
+        import numpy as np
+        import polars as pl
+        df = pl.DataFrame({"category": pl.Series(categories, dtype=pl.String)}).with_row_index("__i")
+        r_all = _mix_many(picks)
+        index, texts = [], []
+        for (category,), g in df.group_by("category"):
+            rows = g.get_column("__i").to_numpy().astype(np.int64)
+            r = r_all[rows]
+            a, r = r % np.uint64(len(self.addresses)), r // np.uint64(len(self.addresses))
+            pool = self.opener_pool(category)
+            for k, address in enumerate(self.addresses):
+                sel = a == np.uint64(k)
+                if not sel.any():
+                    continue
+                openers = self._fit(pool, address)
+                q = r[sel]
+                opener, q = q % np.uint64(len(openers)), q // np.uint64(len(openers))
+                parts = [_gather(openers, opener)]
+                if self.continuations:
+                    continuations = self._fit(self.continuations, address)
+                    parts.append(_gather(continuations, q % np.uint64(len(continuations))))
+                index.append(rows[sel])
+                texts.append(pl.select(pl.concat_str(parts, separator=" ")).to_series())
+        return _in_order(index, texts)
+
+    def over_refusals_many(self, picks) -> "pl.Series":
+        """``over_refusal_for(p)`` for many rows at once, as a String Series."""
+        import numpy as np
+        if not self.over_refusals:
+            self.over_refusal_for(0)  # the error
+        return _gather(self.over_refusals, _mix_many(picks) % np.uint64(len(self.over_refusals)))
 
     def opener_pool(self, category: str) -> tuple[str, ...]:
         """Compliance openers for ``category``: its own list merged with the general one."""
