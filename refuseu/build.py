@@ -22,6 +22,7 @@ from refuseu.pipeline.lock import build_lock
 from refuseu.pipeline.progress import Reporter
 from refuseu.release.assemble import release_tables, write_parquet, write_tables
 from refuseu.release.card import render_card
+from refuseu.release.figures import write_card_figures
 from refuseu.release.inspect import language_counts, table_language_counts
 from refuseu.release.manifest import package_versions, read_manifest, write_manifest
 from refuseu.provenance import portable
@@ -38,7 +39,7 @@ from refuseu.stages.sources import SourcesStage
 from refuseu.stages.split import SplitStage
 from refuseu.stages.translate import TranslateStage
 
-RELEASE_FORMAT = "1"  # bump when the release layout or card changes
+RELEASE_FORMAT = "2"  # bump when the release layout or card changes (2: figures/ shown by the card)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class BuildSummary:
     seconds: float = 0.0
     by_language: dict = field(default_factory=dict)   # lang -> {"train", "test", "eval"} rows
     rejected_by: dict = field(default_factory=dict)   # stage -> reason -> rows (all languages)
+    report: str | None = None                         # the build report page (report.html), outside the release
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -151,6 +153,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
             summary.rejected = check.manifest.get("rejected_rows", 0)
             summary.rejected_by = reject_counts(check.manifest.get("funnel", {}))
             summary.by_language = language_counts(release_dir, languages)
+            summary.report = _write_report(recipe, release_dir, reporter=reporter, rewrite=False)
             summary.seconds = time.perf_counter() - t0
             reporter.info(f"release {release_dir} is up to date (build signature {signature})")
             return summary
@@ -194,12 +197,13 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
                                on_file=lambda rel: checkpoint("release:data"), fmt=recipe.release.format)
         rejects = result.rejects.sort("stage", "lang", "prompt_id", "reason", "detail", nulls_last=True)
         write_parquet(rejects, staging / "rejects.parquet")
+        figures = write_card_figures(staging, tables=tables, languages=languages, funnel=result.funnel)
         (staging / "README.md").write_text(
             render_card(name=recipe.name, version=recipe.version, signature=signature, languages=languages,
                         tables=tables, written=written, funnel=result.funnel,
                         engines=_engine_summary(recipe, sources), license=recipe.release.license,
                         gated=recipe.release.gated, stats=result.stats, sources=[s["label"] for s in sources],
-                        fmt=recipe.release.format), encoding="utf-8")
+                        fmt=recipe.release.format, figures=figures), encoding="utf-8")
         checkpoint("release:card")
         counts = {f"{c}/{s}": df.height for (c, s), df in tables.items()}
         summary.counts, summary.rejected = counts, rejects.height
@@ -220,8 +224,32 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         remove_path(staging)
     if summary.status == "up_to_date":
         reporter.info(f"release {release_dir} already holds these rows; left as it is")
+    summary.report = _write_report(recipe, release_dir, reporter=reporter, rewrite=True)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def report_path(recipe: Recipe) -> Path:
+    """Where a build writes the report page of its release: in the build folder, not in the
+    release (it is a view of the release, not part of it)."""
+    return Path(recipe.build_dir) / "reports" / f"{recipe.release_name}.report.html"
+
+
+def _write_report(recipe: Recipe, release_dir: Path, *, reporter: Reporter, rewrite: bool) -> str | None:
+    """Write the report page (``rewrite`` False: only when there is none yet). The release is
+    already in place, so a page that cannot be made is a warning, not a failed build."""
+    from refuseu.release.report import write_report
+
+    path = report_path(recipe)
+    if path.exists() and not rewrite:
+        return str(path)
+    try:
+        write_report(release_dir, path, verified=True)
+    except Exception as e:  # noqa: BLE001 - the build itself succeeded
+        reporter.warn(f"report page not written: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        return None
+    reporter.info(f"report: {path}")
+    return str(path)
 
 
 def _semver(v: str) -> tuple[int, int, int]:

@@ -454,6 +454,19 @@ def inspect(release, as_json, full):
 
 
 @cli.command()
+@click.argument("release")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the page (default: <release folder>.report.html next to the folder; for an "
+                   "hf: release, in the current folder).")
+def report(release, out):
+    """Write a release's report page: one offline HTML file with its funnel, rejects, QE and
+    language-ID scores, coverage, lengths, origins and sample rows (a folder or hf:OWNER/NAME@REV)."""
+    from refuseu.release.report import report_release
+
+    click.echo(f"wrote {report_release(release, out)}")
+
+
+@cli.command()
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
               help="Recipe YAML (default: recipes/default.yaml).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="DATASET_CARD.md", show_default=True,

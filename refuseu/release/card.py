@@ -135,6 +135,13 @@ def _fields_table(columns: list[str], fmt: str, sources: list[str]) -> str:
     return _table(["field", "type", "meaning"], rows)
 
 
+def _figures_section(figures: dict[str, str] | None) -> str:
+    """Markdown images with relative paths: the Hub shows them from the repo's own files."""
+    if not figures:
+        return ""
+    return "## Figures\n\n" + "\n\n".join(f"![{caption}]({rel})" for rel, caption in figures.items())
+
+
 def _bibtex(name: str, version: str, signature: str) -> str:
     key = re.sub(r"[^A-Za-z0-9]+", "_", f"{name}_v{version}").strip("_")
     return f"""```bibtex
@@ -185,9 +192,11 @@ lists):
 def render_card(*, name: str, version: str, signature: str, languages: list[str],
                 tables: dict[tuple[str, str], pl.DataFrame], written: dict[str, list[str]],
                 funnel: dict, engines: dict, license: str, gated: bool, stats: dict | None = None,
-                sources: list[str] | None = None, fmt: str = "standard") -> str:
+                sources: list[str] | None = None, fmt: str = "standard",
+                figures: dict[str, str] | None = None) -> str:
     """The card of exactly this release: ``sources`` are the source labels (``seed`` is the
-    embedded seed); what a source or row does not have is not described."""
+    embedded seed); what a source or row does not have is not described. ``figures``: the
+    release's images (relative path -> caption), shown in a Figures section."""
     tax = load_taxonomy()
     sources = list(sources if sources is not None else ["seed"])
     seed = "seed" in sources
@@ -230,7 +239,8 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
             if counts.get(None):
                 style_rows.append(["(none)", counts[None]])
         origin_rows = [list(r) for r in pairs.group_by("lang", "origin", "chosen_origin", "rejected_origin")
-                       .len().sort("lang", "origin").iter_rows()]
+                       .len().sort("lang", "origin", "chosen_origin", "rejected_origin",
+                             nulls_last=True).iter_rows()]
     response_rows = []
     if pairs.height and "chosen" in pairs.columns:
         harmful = pl.col("kind") == "harmful"
@@ -319,6 +329,8 @@ answer. Build signature: `{signature}`.
 {_table(["config", "language", "train", "test", "evaluation rows"], lang_rows)}
 
 {evaluation_text}
+
+{_figures_section(figures)}
 
 ## Data fields
 

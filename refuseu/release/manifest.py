@@ -8,7 +8,8 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-TRACKED_PACKAGES = ("refuseu", "polars", "pyarrow", "datasets", "huggingface-hub", "rensa", "numpy")
+TRACKED_PACKAGES = ("refuseu", "polars", "pyarrow", "datasets", "huggingface-hub", "rensa", "numpy",
+                    "matplotlib")  # matplotlib draws figures/*.png
 
 
 def package_versions() -> dict[str, str]:
