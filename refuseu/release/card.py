@@ -247,9 +247,12 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
         for r in (pairs.group_by("lang", maintain_order=True)
                   .agg(benign=(pl.col("kind") == "benign").sum(),
                        dc=pl.col("chosen").filter(harmful).n_unique(), dr=pl.col("rejected").filter(harmful).n_unique(),
-                       cm=pl.col("chosen").str.len_chars().mean(), rm=pl.col("rejected").str.len_chars().mean())
+                       cm=pl.col("chosen").filter(harmful).str.len_chars().mean(),
+                       rm=pl.col("rejected").filter(harmful).str.len_chars().mean())
                   .iter_rows(named=True)):
-            response_rows.append([f"`{r['lang']}`", r["benign"], r["dc"], r["dr"], f"{r['cm']:.0f}", f"{r['rm']:.0f}"])
+            response_rows.append([f"`{r['lang']}`", r["benign"], r["dc"], r["dr"],
+                                  "-" if r["cm"] is None else f"{r['cm']:.0f}",
+                                  "-" if r["rm"] is None else f"{r['rm']:.0f}"])
     engine_rows = [[stage, f"`{v}`"] for stage, v in engines.items()]
     if pairs.height and "engine" in pairs.columns:
         for eng, rev, n in (pairs.group_by("engine", "engine_revision").len()
@@ -357,8 +360,8 @@ Responses (`chosen_origin`, `rejected_origin`) and prompt origin (`source` = Eng
 
 {_table(["lang", "prompt origin", "chosen origin", "rejected origin", "rows"], origin_rows) if origin_rows else ""}
 {template_note}
-{("How varied the responses are (pairs, train + test; distinct texts over harmful pairs; mean length in "
-  "characters over all pairs):" + chr(10) + chr(10) + _table(["lang", "benign pairs", "distinct chosen",
+{("How varied the responses are (train + test): benign pairs, and over the harmful pairs the distinct "
+  "`chosen` and `rejected` texts and their mean length in characters:" + chr(10) + chr(10) + _table(["lang", "benign pairs", "distinct chosen",
   "distinct rejected", "chosen mean chars", "rejected mean chars"], response_rows)) if response_rows else ""}
 
 {provenance_text}

@@ -66,24 +66,29 @@ def inspect_release(release: str | Path) -> dict:
 
 
 def response_stats(pairs: pl.DataFrame) -> dict:
-    """lang -> benign pairs in train/test, distinct chosen/rejected texts (harmful pairs) and the
-    mean length in characters of chosen and rejected (all pairs): how varied the responses are."""
+    """lang -> benign pairs in train/test, and over the harmful pairs the distinct chosen/rejected
+    texts and their mean length in characters: how varied the responses are."""
     if pairs.height == 0 or "chosen" not in pairs.columns:
         return {}
+    # (chosen/rejected means of a language without harmful pairs are null)
     harmful = pl.col("kind") == "harmful"
     stats = (pairs.group_by("lang", maintain_order=True)
              .agg(benign_train=((pl.col("kind") == "benign") & (pl.col("file_split") == "train")).sum(),
                   benign_test=((pl.col("kind") == "benign") & (pl.col("file_split") == "test")).sum(),
                   distinct_chosen=pl.col("chosen").filter(harmful).n_unique(),
                   distinct_rejected=pl.col("rejected").filter(harmful).n_unique(),
-                  chosen_mean_chars=pl.col("chosen").str.len_chars().mean().round(1),
-                  rejected_mean_chars=pl.col("rejected").str.len_chars().mean().round(1)))
+                  chosen_mean_chars=pl.col("chosen").filter(harmful).str.len_chars().mean().round(1),
+                  rejected_mean_chars=pl.col("rejected").filter(harmful).str.len_chars().mean().round(1)))
     return {r.pop("lang"): r for r in stats.iter_rows(named=True)}
+
+
+def _chars(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
 
 
 def response_table(responses: dict, *, indent: str = "  ") -> list[str]:
     rows = [[lang, r["benign_train"], r["benign_test"], r["distinct_chosen"], r["distinct_rejected"],
-             f"{r['chosen_mean_chars']:.0f}", f"{r['rejected_mean_chars']:.0f}"] for lang, r in responses.items()]
+             _chars(r["chosen_mean_chars"]), _chars(r["rejected_mean_chars"])] for lang, r in responses.items()]
     return _grid(["lang", "benign train", "benign test", "distinct chosen", "distinct rejected",
                   "chosen chars", "rejected chars"], rows, indent=indent)
 
@@ -138,7 +143,7 @@ def format_inspect(info: dict, *, full: bool = False) -> str:
     if info.get("by_language"):
         lines += ["", *language_table(info["by_language"])]
     if info.get("responses"):
-        lines += ["", "responses per language (pairs; distinct texts over harmful pairs; mean length in characters):",
+        lines += ["", "responses per language (benign pairs; distinct texts and mean length in characters over harmful pairs):",
                   *response_table(info["responses"])]
     if not full:
         cats = info.get("category_totals", {})
