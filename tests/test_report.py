@@ -156,3 +156,45 @@ def test_report_page_renders_in_chromium_without_console_errors(rejecting_build)
     assert all(marks > 0 for _, marks in charts), charts  # every chart drew its marks
     assert details >= 3  # reject examples and sample rows, collapsed
     assert shot.stat().st_size > 10_000
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local Hub-compatible server (tests/hubserver.py), the client pointed at it."""
+    from hubserver import HubServer
+
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub.constants as c
+    from huggingface_hub.utils import reset_sessions
+
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(c, "HF_HUB_DISABLE_XET", True, raising=False)
+    reset_sessions()
+    with HubServer() as srv:
+        monkeypatch.setattr(c, "ENDPOINT", srv.url)
+        yield srv
+    reset_sessions()
+
+
+TOKEN = "hf_testTOKEN0123456789abcdefREPORT"
+
+
+def test_report_of_a_hub_release_names_the_release_not_a_path(rejecting_build, hub, tmp_path):
+    import subprocess
+    import sys
+
+    from refuseu.release.push import push_release
+
+    release = Path(rejecting_build.release_dir)
+    push_release(release, "alice/refusals", endpoint=hub.url, token=TOKEN)
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1",
+           "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        env.pop(var, None)
+    res = subprocess.run([sys.executable, "-m", "refuseu.cli.main", "report", "hf:alice/refusals@v0.1.0"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "alice__refusals-v0.1.0.report.html"
+    assert out.read_text(encoding="utf-8") == Path(rejecting_build.report).read_text(encoding="utf-8")
