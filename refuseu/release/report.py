@@ -186,7 +186,9 @@ def _qe(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame 
         return
     page.text("Scores of released rows and of rows rejected by the QE stage; the red mark is each language's "
               "threshold (absolute or percentile cutoff).")
-    thresholds = {lang: s.get("threshold") for lang, s in stats.items()}
+    # The bar a row had to pass: the absolute threshold, or the percentile cutoff when higher.
+    thresholds = {lang: max((v for v in (s.get("threshold"), s.get("cutoff")) if v is not None), default=None)
+                  for lang, s in stats.items()}
     _score_boxes(page, title="QE scores per language", scores=scores, thresholds=thresholds, axis="QE score")
 
 
@@ -198,8 +200,9 @@ def _lid(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame
     threshold = ((manifest.get("recipe") or {}).get("lid") or {}).get("threshold")
     checked = pairs.filter(pl.col("lid_score").is_not_null()) if "lid_score" in pairs.columns else pairs.clear()
     checked = checked.unique("pair_id", keep="first", maintain_order=True) if checked.height else checked
-    lid_rejects = (rejects.filter(pl.col("stage").str.starts_with("lid")) if rejects is not None and rejects.height
-                   else None)
+    # Prompts only: the response check's scores are about the answers, not the prompt's language.
+    lid_rejects = (rejects.filter((pl.col("stage") == "lid_prompt") & pl.col("detail").str.starts_with("prompt:"))
+                   if rejects is not None and rejects.height else None)
     scores: dict[str, list[float]] = {}
     confusion: dict[tuple[str, str], int] = {}
     for lang in languages:
@@ -219,8 +222,9 @@ def _lid(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame
     if not scores:
         page.text("No prompt was language-checked (English rows are not checked).")
         return
-    page.text("Prompt language-ID confidence of released rows and rows rejected by a language-ID stage; the red "
-              f"mark is the threshold ({threshold}).")
+    page.text("Language-ID confidence of the prompts of released rows and of prompts rejected by the language "
+              f"check; the red mark is the threshold ({threshold}). Rejected responses are counted under Reject "
+              "reasons.")
     _score_boxes(page, title="Language-ID confidence of prompts per language", scores=scores,
                  thresholds={lang: threshold for lang in scores}, axis="confidence")
     expected = [lang for lang in languages if any(k[0] == lang for k in confusion)]
