@@ -145,40 +145,37 @@ def _gather(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def shingle_sets(tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct shingle hashes of ``rows`` (CSR: values and offsets, one slice per row)."""
+    """The distinct shingles of ``rows`` as sorted dense ids (one id per distinct hash among
+    these rows), in CSR layout: ids and offsets, one slice per row of ``rows``."""
     lengths = (offsets[rows + 1] - offsets[rows]).astype(np.int64)
-    vals = tokens[_gather(offsets[rows], lengths)]
-    owner = np.repeat(np.arange(len(rows)), lengths)
-    order = np.lexsort((vals, owner))
-    vals, owner = vals[order], owner[order]
-    keep = np.ones(len(vals), dtype=bool)
-    keep[1:] = (vals[1:] != vals[:-1]) | (owner[1:] != owner[:-1])
-    vals, owner = vals[keep], owner[keep]
+    uniq, inverse = np.unique(tokens[_gather(offsets[rows], lengths)], return_inverse=True)
+    width = max(1, len(uniq))
+    # (row, id) as one integer: a single sort finds each row's distinct ids (no lexsort).
+    keys = np.unique(np.repeat(np.arange(len(rows), dtype=np.int64), lengths) * width + inverse.ravel())
     set_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner, minlength=len(rows)), out=set_offsets[1:])
-    return vals, set_offsets
+    np.cumsum(np.bincount(keys // width, minlength=len(rows)), out=set_offsets[1:])
+    return keys % width, set_offsets
 
 
-def pair_jaccard(vals: np.ndarray, set_offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
+def pair_jaccard(ids: np.ndarray, set_offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
                  *, chunk: int = 4_000_000) -> np.ndarray:
     """Exact Jaccard of the sets ``a[i]`` and ``b[i]`` (indices into :func:`shingle_sets`)."""
     sizes = np.diff(set_offsets)
+    width = int(ids.max()) + 1 if len(ids) else 1
     out = np.empty(len(a), dtype=np.float64)
-    per_pair = sizes[a] + sizes[b]
-    ends = np.cumsum(per_pair)
+    ends = np.cumsum(sizes[a] + sizes[b])
     lo = 0
     while lo < len(a):  # chunks of about ``chunk`` shingles keep memory flat
         base = ends[lo - 1] if lo else 0
         hi = max(lo + 1, int(np.searchsorted(ends, base + chunk, side="right")))
         pa, pb = a[lo:hi], b[lo:hi]
         la, lb = sizes[pa], sizes[pb]
-        v = np.concatenate([vals[_gather(set_offsets[pa], la)], vals[_gather(set_offsets[pb], lb)]])
-        p = np.concatenate([np.repeat(np.arange(hi - lo), la), np.repeat(np.arange(hi - lo), lb)])
-        order = np.lexsort((v, p))
-        v, p = v[order], p[order]
+        pair = np.arange(hi - lo, dtype=np.int64)
+        keys = np.sort(np.concatenate([np.repeat(pair, la) * width + ids[_gather(set_offsets[pa], la)],
+                                       np.repeat(pair, lb) * width + ids[_gather(set_offsets[pb], lb)]]))
         # Each set is distinct, so two equal neighbours are one shingle of a and one of b.
-        same = (v[1:] == v[:-1]) & (p[1:] == p[:-1])
-        inter = np.bincount(p[1:][same], minlength=hi - lo)
+        same = keys[1:] == keys[:-1]
+        inter = np.bincount(keys[1:][same] // width, minlength=hi - lo)
         out[lo:hi] = inter / (la + lb - inter)
         lo = hi
     return out
@@ -242,8 +239,8 @@ def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -
     pairs = _candidate_pairs(dig, bands, rows)
     if len(pairs) == 0:
         return roots, sims
-    vals, set_offsets = shingle_sets(tokens, offsets, cand)
-    similar = pair_jaccard(vals, set_offsets, pairs[:, 0], pairs[:, 1]) >= cfg.threshold
+    ids, set_offsets = shingle_sets(tokens, offsets, cand)
+    similar = pair_jaccard(ids, set_offsets, pairs[:, 0], pairs[:, 1]) >= cfg.threshold
     uf = _UnionFind()
     for a, b in pairs[similar].tolist():
         uf.union(int(cand[a]), int(cand[b]))
