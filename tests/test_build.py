@@ -253,13 +253,18 @@ def test_all12_release_offline(all12):
 def test_all12_responses_are_native(all12):
     from refuseu.engines.responders.templates import TemplateRegistry
 
+    from refuseu.engines.responders.reference import ReferenceAnswers
+
     reg = TemplateRegistry()
     root = Path(all12.release_dir)
     for lang in ("de", "sl", "lv"):
         df = pl.read_parquet(root / f"data/lang_{lang}/train-00000-of-00001.parquet")
         tpl = reg.get(lang)
-        pool = {t for ts in tpl.refusals.values() for t in ts}
-        assert set(df["chosen"]) <= pool and set(df["rejected"]) <= set(tpl.compliance_openers)
+        harmful, benign = df.filter(pl.col("kind") == "harmful"), df.filter(pl.col("kind") == "benign")
+        assert set(harmful["chosen"]) <= set(tpl.iter_refusals())
+        assert set(harmful["rejected"]) <= set(tpl.iter_rejected())
+        assert benign.height and set(benign["chosen"]) <= set(ReferenceAnswers().answers(lang).values())
+        assert set(benign["rejected"]) <= set(tpl.over_refusals)
 
 
 def test_dataset_card_is_up_to_date(tmp_path):
