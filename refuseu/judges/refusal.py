@@ -37,6 +37,7 @@ from refuseu.text import normalize_text
 WINDOW = 400          # characters of the opening that are read at most
 SHORT_OPENING = 80    # below this, the first two sentences are followed by a third
 READ = 3000           # characters scanned for quotes and sentence ends
+SEEN_MAX = 100_000    # scores of windows kept (answers composed from templates repeat their openings)
 
 # Quoted spans; each opening mark with the closing marks it pairs with. Single quotes count as
 # quotes only at word edges, so apostrophes (can't, l'aide, un'arma) are left alone.
@@ -115,6 +116,7 @@ class RefusalDetector:
         self.folders = [data_dir() / "refusal_lexicon"] + [Path(f) for f in folders or []]
         self._lexicons: dict[str, list[Lexicon]] = {}
         self._plans: dict[str, tuple[list[Lexicon], re.Pattern | None]] = {}   # lang -> (lexicons, ignore)
+        self._seen: dict[tuple[str, str], float] = {}   # (lang, window) -> score: composed templates share openings
         self.classifier_id = classifier
         self._classifier = None
 
@@ -135,14 +137,30 @@ class RefusalDetector:
                 h.update(p.name.encode() + p.read_bytes())
         return h.hexdigest()[:16] + (f"+{self.classifier_id}" if self.classifier_id else "")
 
-    def lexicon_score(self, text: str, lang: str) -> float:
-        """Score of one answer from the lexicon alone: 1.0, 0.75, 0.25 or 0.0 (see the module doc)."""
+    def _plan(self, lang: str) -> tuple[list[Lexicon], re.Pattern | None]:
         if lang not in self._plans:
             lexes = self.lexicons(lang) + (self.lexicons("en") if lang != "en" else [])
             ignore = [p for lex in lexes for p in lex.ignore]
             self._plans[lang] = (lexes, _alternation(ignore) if ignore else None)
-        lexes, ignore = self._plans[lang]
-        window = opening(normalize_text(text or "").lower(), ignore)
+        return self._plans[lang]
+
+    def window(self, text: str, lang: str) -> str:
+        """The part of an answer the lexicon reads (see the module doc): two answers with the same
+        window get the same score."""
+        return opening(normalize_text(text or "").lower(), self._plan(lang)[1])
+
+    def lexicon_score(self, text: str, lang: str) -> float:
+        """Score of one answer from the lexicon alone: 1.0, 0.75, 0.25 or 0.0 (see the module doc)."""
+        window = self.window(text, lang)
+        key = (lang, window)
+        if key not in self._seen:
+            if len(self._seen) >= SEEN_MAX:
+                self._seen.clear()
+            self._seen[key] = self._score_window(window, lang)
+        return self._seen[key]
+
+    def _score_window(self, window: str, lang: str) -> float:
+        lexes, _ = self._plan(lang)
         weak = 0
         for lex in lexes:
             if lex.strong_match(window):
