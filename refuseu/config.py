@@ -328,6 +328,24 @@ class ReleaseConfig(Section):
     _out_not_blank = field_validator("out")(_not_blank)
 
 
+class ExecutorConfig(Section):
+    """Where the model stages compute the items missing from the item cache. Not part of any
+    signature or manifest: the same recipe gives the same release on either executor."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: in this process; ray: an actor pool on a Ray cluster (refuseu[ray])")
+    address: str | None = Field(None, description="ray only: the cluster to join (e.g. ray://head:10001 or "
+                                                  "head:6379); default: RAY_ADDRESS, else a local Ray")
+    concurrency: int | None = Field(None, ge=1, description="ray only: actors per model stage; default: one per "
+                                                            "GPU of the cluster, else one per CPU")
+    num_gpus: float | None = Field(None, ge=0, description="ray only: GPUs per actor; default 1 when the cluster "
+                                                           "has GPUs, else 0 (a CPU pool)")
+    num_cpus: float = Field(1, gt=0, description="ray only: CPUs per actor")
+    max_restarts: int = Field(3, ge=-1, description="ray only: times Ray restarts an actor that died (-1: always)")
+    max_task_retries: int = Field(3, ge=-1, description="ray only: times Ray retries a batch whose actor died "
+                                                        "(-1: always)")
+
+
 class Recipe(Section):
     name: str = Field("refuseu-seed", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="release name; default: refuseu-seed when the sources include the seed, "
@@ -355,6 +373,8 @@ class Recipe(Section):
     respond: RespondConfig = Field(default_factory=RespondConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, exclude=True,
+                                     description="where model stages run (not in signatures or the manifest)")
 
     @field_validator("build_dir")
     @classmethod

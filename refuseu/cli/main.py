@@ -104,11 +104,17 @@ def cli():
 @click.option("--preset", default=None,
               help="A public dataset's columns and labels for every --source: beavertails, harmbench, "
                    "sorry-bench, aegis2, catqa, llamaguard (schemas/presets.yaml).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where model stages run: local (default) or ray (an actor pool on a Ray cluster; "
+                   "refuseu[ray]). Same release either way.")
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (implies --executor ray; default: executor.address, then RAY_ADDRESS, "
+                   "else a local Ray).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
           generator, helpful_generator, refusal_generator, bump, keep_test_from, repair, lock_timeout, name, text_column,
-          category_column, default_category, default_kind, preset, as_json, quiet):
+          category_column, default_category, default_kind, preset, executor, ray_address, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
@@ -137,12 +143,19 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
     if keep_test_from:
         keep = None if keep_test_from.lower() == "none" else keep_test_from
         recipe = recipe.model_copy(update={"split": recipe.split.model_copy(update={"keep_test_from": keep})})
+    if executor is not None or ray_address is not None:
+        chosen = {"kind": executor or "ray", **({"address": ray_address} if ray_address else {})}
+        if chosen["kind"] == "local" and ray_address:
+            raise click.UsageError("--ray-address needs --executor ray")
+        recipe = recipe.model_copy(update={"executor": recipe.executor.model_copy(update=chosen)})
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
     from rich.markup import escape
     for line in column_lines:
         reporter.info(escape(line))
-    summary = run_build(recipe, reporter=reporter, repair=repair, lock_timeout=lock_timeout)
+    from refuseu import executors
+    with executors.use(recipe.executor):
+        summary = run_build(recipe, reporter=reporter, repair=repair, lock_timeout=lock_timeout)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import xxhash
 
+from refuseu import executors
 from refuseu.errors import BuildError
-
+from refuseu.executors import EngineCall
 from refuseu.signatures import signature_of
 
 
@@ -177,6 +178,29 @@ def _warn_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _translate(engine, texts: list[str], *, src: str, tgt: str) -> list[str | None]:
+    return engine.translate(texts, src=src, tgt=tgt)
+
+
+def _load_translator(engine, *, src: str, tgt: str) -> None:
+    if hasattr(engine, "load") and hasattr(engine, "model_for"):
+        engine.load(engine.model_for(tgt, src))
+
+
+def _generate(engine, prompts: list[str], *, system: str | None) -> list[str]:
+    return engine.generate(prompts, system=system)
+
+
+def _load_generator(engine, *, system: str | None) -> None:
+    if hasattr(engine, "load"):
+        engine.load()
+
+
+# What an executor runs on each chunk of missing items (module-level: a Ray worker imports them).
+TRANSLATE = EngineCall(run=_translate, load=_load_translator)
+GENERATE = EngineCall(run=_generate, load=_load_generator)
+
+
 class CachedTranslator:
     """Wraps an engine: unique texts only, cache first, the rest in committed chunks."""
 
@@ -216,9 +240,9 @@ class CachedTranslator:
         if progress is not None and done:
             progress.update(len(done))
         todo = [(t, h) for t, h in zip(unique, hashes) if h not in done]
-        for i in range(0, len(todo), self.chunk):
-            part = todo[i:i + self.chunk]
-            outs = self.engine.translate([t for t, _ in part], src=src, tgt=tgt)
+        for i, outs in executors.current().map_chunks(self.engine, [t for t, _ in todo], call=TRANSLATE,
+                                                      chunk=self.chunk, src=src, tgt=tgt):
+            part = todo[i:i + len(outs)]
             self.computed += len(part)
             pairs = [(h, o) for (_, h), o in zip(part, outs)]
             if self.cache:
@@ -252,9 +276,9 @@ class CachedGenerator:
         todo = [(p, h) for p, h in zip(unique, hashes) if h not in done]
         if progress is not None and done:
             progress.update(len(done))
-        for i in range(0, len(todo), self.chunk):
-            part = todo[i:i + self.chunk]
-            outs = self.engine.generate([p for p, _ in part], system=system)
+        for i, outs in executors.current().map_chunks(self.engine, [p for p, _ in todo], call=GENERATE,
+                                                      chunk=self.chunk, system=system):
+            part = todo[i:i + len(outs)]
             self.computed += len(part)
             pairs = [(h, o) for (_, h), o in zip(part, outs)]
             if self.cache:

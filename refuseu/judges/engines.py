@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from refuseu.config import JudgeConfig
+from refuseu import executors
 from refuseu.engines.cache import ItemCache, text_hash
 from refuseu.errors import BuildError, ModelUnavailableError
 from refuseu.judges.refusal import RefusalDetector
@@ -188,9 +189,9 @@ class ModelJudge:
             progress.update(len(done))
         todo = [k for k in unique if k not in done]
         chunk = max(self.config.batch_size * 8, 64)
-        for i in range(0, len(todo), chunk):
-            part = todo[i:i + chunk]
-            outs = self.compute([unique[k] for k in part])
+        for i, outs in executors.current().map_chunks(self, [list(unique[k]) for k in todo], call=JUDGE,
+                                                      chunk=chunk):
+            part = todo[i:i + len(outs)]
             self.computed += len(part)
             if self.cache is not None:
                 by_lang: dict[str, list[tuple[str, str]]] = {}
@@ -202,6 +203,21 @@ class ModelJudge:
             if progress is not None:
                 progress.update(len(part))
         return [done[k] for k in keyed]
+
+
+def _judge(judge: ModelJudge, items: list) -> list[dict]:
+    """Model outputs for (prompt, answer, lang) items: one executor chunk."""
+    return judge.compute([tuple(item) for item in items])
+
+
+def _load_judge(judge: ModelJudge) -> None:
+    judge.load()
+
+
+#: What an executor runs on each chunk of items to judge (see refuseu.executors); a judge is
+#: rebuilt on a worker from its config alone (no cache, no lexicon folders: the driver
+#: keeps both).
+JUDGE = executors.EngineCall(run=_judge, load=_load_judge)
 
 
 class ClassifierJudge(ModelJudge):

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from refuseu import executors
 from refuseu.config import QeConfig
 from refuseu.engines.cache import CachedTranslator, ItemCache, text_hash
 from refuseu.engines.qe.checks import cheap_check
-from refuseu.engines.qe.scorers import make_scorer
+from refuseu.engines.qe.scorers import SCORE, make_scorer
 from refuseu.engines.translators.back import back_translate
 from refuseu.errors import BuildError
 from refuseu.signatures import signature_of
@@ -82,9 +83,9 @@ class QeStage(Stage):
                 backs = (back_translate(self.back_translator, tgt, lang=lang)
                          if self.scorer.needs_back_translation else [None] * len(tgt))
                 chunk = max(64, self.config.batch_size * 8)
-                for k in range(0, len(todo), chunk):
-                    part = slice(k, k + chunk)
-                    got = self.scorer.score(src[part], tgt[part], backs[part])
+                triples = [[s, t, b] for s, t, b in zip(src, tgt, backs)]
+                for k, got in executors.current().map_chunks(self.scorer, triples, call=SCORE, chunk=chunk):
+                    part = slice(k, k + len(got))
                     items = [(hashes[i], repr(round(float(v), SCORE_DIGITS))) for i, v in zip(todo[part], got)]
                     if self.cache:
                         self.cache.put_many(key, "en", lang, items)

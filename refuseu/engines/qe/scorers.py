@@ -14,6 +14,7 @@ from pathlib import Path
 
 from refuseu.config import QeConfig
 from refuseu.errors import BuildError, ModelUnavailableError
+from refuseu.executors import EngineCall
 from refuseu.provenance import portable
 
 #: The way out when no COMET model can be had: the cheap checks alone.
@@ -23,6 +24,7 @@ NO_MODEL = "or score without a model: `--qe none` (build) / `--scorer none` (sco
 class ChrfRoundTrip:
     name = "chrf-roundtrip"
     needs_back_translation = True
+    runs_local = True  # no model: a cluster would only add overhead
 
     def __init__(self, config: QeConfig):
         self.config = config
@@ -148,6 +150,20 @@ class CometScorer:
 
 
 SCORERS = {"comet": CometScorer, "chrf-roundtrip": ChrfRoundTrip}
+
+
+def _score(scorer, triples: list) -> list[float]:
+    """Scores of (source, translation, back-translation) triples: one executor chunk."""
+    return scorer.score([t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples])
+
+
+def _load_scorer(scorer) -> None:
+    if hasattr(scorer, "load"):
+        scorer.load()
+
+
+#: What an executor runs on each chunk of items to score (see refuseu.executors).
+SCORE = EngineCall(run=_score, load=_load_scorer)
 
 
 def make_scorer(config: QeConfig):

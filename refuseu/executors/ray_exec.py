@@ -1,0 +1,172 @@
+"""The Ray executor: the items a model stage still needs become a Ray Dataset, and an actor
+pool runs the engine over it (``map_batches`` with a callable class).
+
+- One dataset row is one chunk of items (the chunk the local executor would hand the
+  engine), so every engine call sees the same batch on either executor: batch composition
+  can move the last digits of model outputs, and a release must not move.
+- Each actor rebuilds the engine from its :class:`~refuseu.executors.EngineSpec` (class and
+  plain settings; the model folder must be reachable from the worker) and loads the model
+  once, in its constructor. ``num_gpus`` per actor (default 1 when the cluster has GPUs:
+  one actor per GPU), else a CPU pool of ``num_cpus`` each.
+- Pool size: ``executor.concurrency``, else the cluster's GPUs (or CPUs) divided by what
+  one actor takes, never more than there are chunks.
+- Outputs stream back to the driver as chunks finish; the caller writes each to the item
+  cache before the next one is read, so a driver killed mid-stage loses only the chunks in
+  flight. An actor that dies is restarted (``max_restarts``) and its batch retried
+  (``max_task_retries``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Iterator
+
+from refuseu.config import ExecutorConfig
+from refuseu.errors import BuildError
+from refuseu.faults import checkpoint
+
+# Settings that decide where a worker finds models; passed on so a remote worker resolves
+# model ids offline (or not) the way the driver does.
+_FORWARD_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "HF_HUB_CACHE",
+                "TRANSFORMERS_CACHE", "HF_ENDPOINT")
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise BuildError("the ray executor needs Ray Data", hint="pip install 'refuseu[ray]', or use "
+                                                                 "--executor local") from None
+    return ray
+
+
+class EngineActor:
+    """A pool member: builds the engine once, then runs chunks through it."""
+
+    def __init__(self, spec, call, kwargs: dict):
+        self.engine = spec.build()
+        self.call = call
+        self.kwargs = kwargs
+        if call.load is not None:
+            call.load(self.engine, **kwargs)  # the model loads here, once per actor
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        results = [json.dumps(list(self.call.run(self.engine, json.loads(p), **self.kwargs)))
+                   for p in batch["items"]]
+        return {"start": np.asarray(batch["start"], dtype=np.int64), "outputs": np.asarray(results, dtype=object)}
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, config: ExecutorConfig, *, address: str | None = None):
+        self.config = config
+        self.ray = _import_ray()
+        self._started = False
+        self.computed_remote = 0  # chunks that came back from the pool (for tests and reports)
+        if not self.ray.is_initialized():
+            addr = address or config.address or os.environ.get("RAY_ADDRESS") or None
+            try:
+                self.ray.init(address=addr, include_dashboard=False, log_to_driver=False,
+                              logging_level="ERROR", configure_logging=True)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                where = addr or "a new local cluster"
+                raise BuildError(f"could not join Ray at {where}: {str(e).splitlines()[0] if str(e) else e}",
+                                 hint="start the head with `ray start --head` and give its address with "
+                                      "--ray-address / executor.address / RAY_ADDRESS") from None
+            self._started = True
+        from ray.data import DataContext
+
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        ctx.verbose_progress = False
+
+    # sizing -----------------------------------------------------------------------
+    def resources(self) -> tuple[int, float]:
+        """(actors, GPUs per actor) for this cluster and config."""
+        total = self.ray.cluster_resources()
+        gpus = float(total.get("GPU", 0))
+        per_gpu = self.config.num_gpus if self.config.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
+        if self.config.concurrency:
+            n = self.config.concurrency
+        elif per_gpu > 0:
+            n = int(gpus // per_gpu)
+        else:
+            n = int(float(total.get("CPU", 1)) // self.config.num_cpus)
+        return max(1, n), per_gpu
+
+    # work -------------------------------------------------------------------------
+    def map_chunks(self, engine, items: list, *, call, chunk: int, **kwargs) -> Iterator[tuple[int, list]]:
+        from refuseu.executors import engine_spec
+        from refuseu.executors.local import LocalExecutor
+
+        spec = engine_spec(engine)
+        if spec is None or not items:  # cheap CPU engines (and nothing to do) stay here
+            yield from LocalExecutor().map_chunks(engine, items, call=call, chunk=chunk, **kwargs)
+            return
+        ray = self.ray
+        rows = [{"start": s, "items": json.dumps(items[s:s + chunk], ensure_ascii=False)}
+                for s in range(0, len(items), chunk)]
+        actors, per_gpu = self.resources()
+        actors = min(actors, len(rows))
+        remote = {"max_restarts": self.config.max_restarts, "max_task_retries": self.config.max_task_retries}
+        env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
+        if env:
+            remote["runtime_env"] = {"env_vars": env}
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        out = ds.map_batches(EngineActor, batch_size=1, batch_format="numpy",
+                             fn_constructor_kwargs={"spec": spec, "call": call, "kwargs": kwargs},
+                             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=self.config.num_cpus,
+                             num_gpus=per_gpu or None, **remote)
+        seen: set[int] = set()
+        try:
+            for row in out.iter_rows():
+                start = int(row["start"])
+                if start in seen:  # a retried batch that had already come back
+                    continue
+                seen.add(start)
+                outputs = json.loads(row["outputs"])
+                if len(outputs) != len(json.loads(rows[start // chunk]["items"])):
+                    raise BuildError(f"the {getattr(engine, 'name', 'model')} engine returned {len(outputs)} "
+                                     f"outputs for a chunk of {min(chunk, len(items) - start)} items on Ray")
+                self.computed_remote += 1
+                yield start, outputs
+                checkpoint("items:chunk")  # reached once the caller has committed this chunk
+        except (ray.exceptions.RayError, ray.data.exceptions.UserCodeException) as e:
+            raise _remote_error(e) from None
+        missing = len(rows) - len(seen)
+        if missing:
+            raise BuildError(f"{missing} chunk(s) of {len(rows)} did not come back from the Ray actor pool",
+                             hint="run the build again: finished items are in the item cache")
+
+    def close(self) -> None:
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started = False
+
+
+def _remote_error(err: Exception) -> Exception:
+    """A worker's failure as one line: the original exception's own message where one of
+    the project's errors (a missing model, a bad setting) crossed the cluster."""
+    from refuseu.errors import RefuseuError
+
+    cause = err
+    for _ in range(8):
+        nxt = getattr(cause, "cause", None) or cause.__cause__
+        if nxt is None or nxt is cause:
+            break
+        cause = nxt
+    if isinstance(cause, RefuseuError):
+        return cause
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else type(err).__name__
+    if os.environ.get("REFUSEU_DEBUG"):
+        print(str(err), file=sys.stderr)
+    return BuildError(f"a model stage failed on the Ray cluster: {last[:300]}",
+                      hint="set REFUSEU_DEBUG=1 for the worker's traceback; finished items are in the item cache")
