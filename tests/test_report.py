@@ -126,7 +126,7 @@ def _artifacts() -> Path:
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="Chromium is not installed (/usr/bin/chromium; "
                                                     "`apt-get install chromium`, as .ci/run does)")
-def test_report_page_renders_in_chromium_without_console_errors(rejecting_build):
+def test_report_page_renders_in_chromium_without_console_errors(rejecting_build, capsys):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
     report = Path(rejecting_build.report)
     meta = json.loads(re.search(r'<script type="application/json" id="report-meta">(.*?)</script>',
@@ -150,7 +150,8 @@ def test_report_page_renders_in_chromium_without_console_errors(rejecting_build)
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
-    print(f"report page screenshot: {shot}")
+    with capsys.disabled():  # shown in the test log, where CI keeps it
+        print(f"\nreport page screenshot: {shot}")
     assert not errors, errors
     assert meta["charts"] >= 7 and len(charts) == meta["charts"]
     assert all(marks > 0 for _, marks in charts), charts  # every chart drew its marks

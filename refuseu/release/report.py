@@ -123,6 +123,8 @@ def _funnel(page: _Page, manifest: dict, languages: list[str]) -> None:
                              name=f"{stage}: {reason}", marker_color=PALETTE[i % len(PALETTE)]))
     fig.update_layout(barmode="stack", title="Rejected rows by stage and reason", xaxis_title="language",
                       yaxis_title="rows rejected", legend_title="stage: reason")
+    top = max(sum(funnel[s].get(lang, {}).get("rejected", 0) for s in stages) for lang in langs)
+    fig.update_yaxes(rangemode="tozero", tickformat="d", dtick=1 if top <= 10 else None)  # whole rows
     page.chart(fig)
 
 
