@@ -19,8 +19,10 @@ pool runs the engine over it (``map_batches`` with a callable class).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import warnings
 from typing import Iterator
 
 from refuseu.config import ExecutorConfig
@@ -71,6 +73,7 @@ class RayExecutor:
         self.computed_remote = 0  # chunks that came back from the pool (for tests and reports)
         if not self.ray.is_initialized():
             addr = address or config.address or os.environ.get("RAY_ADDRESS") or None
+            _check_reachable(addr)
             try:
                 self.ray.init(address=addr, include_dashboard=False, log_to_driver=False,
                               logging_level="ERROR", configure_logging=True)
@@ -82,6 +85,9 @@ class RayExecutor:
             self._started = True
         from ray.data import DataContext
 
+        # Ray Data's own per-dataset notices (execution finished, progress bars off) are kept
+        # out of the build's output; its warnings about real trouble are not.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
@@ -120,10 +126,14 @@ class RayExecutor:
         if env:
             remote["runtime_env"] = {"env_vars": env}
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        out = ds.map_batches(EngineActor, batch_size=1, batch_format="numpy",
-                             fn_constructor_kwargs={"spec": spec, "call": call, "kwargs": kwargs},
-                             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=self.config.num_cpus,
-                             num_gpus=per_gpu or None, **remote)
+        with warnings.catch_warnings():
+            # max_restarts / max_task_retries still travel as ray_remote_args (deprecated in 2.60,
+            # no named parameter yet): hence refuseu[ray]'s ray<2.64.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            out = ds.map_batches(EngineActor, batch_size=1, batch_format="numpy",
+                                 fn_constructor_kwargs={"spec": spec, "call": call, "kwargs": kwargs},
+                                 compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=self.config.num_cpus,
+                                 num_gpus=per_gpu or None, **remote)
         seen: set[int] = set()
         try:
             for row in out.iter_rows():
@@ -149,6 +159,23 @@ class RayExecutor:
         if self._started and self.ray.is_initialized():
             self.ray.shutdown()
             self._started = False
+
+
+def _check_reachable(addr: str | None, *, timeout: float = 10.0) -> None:
+    """Fail in seconds, naming the address, where Ray itself would retry for minutes."""
+    if not addr or addr in ("auto", "local"):
+        return
+    host, _, port = addr.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return
+    import socket
+
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise BuildError(f"no Ray cluster answers at {addr} ({e.strerror or e})",
+                         hint="start the head with `ray start --head` and give its address with --ray-address / "
+                              "executor.address / RAY_ADDRESS") from None
 
 
 def _remote_error(err: Exception) -> Exception:
