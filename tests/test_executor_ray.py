@@ -180,6 +180,43 @@ def test_an_actor_that_dies_is_restarted_and_its_batch_retried(ray_cluster, tmp_
     assert ex.computed_remote == 3
 
 
+class MissingModel(DiesOnce):
+    """An engine whose model is not on the worker."""
+
+    def translate(self, texts, *, src, tgt):
+        from refuseu.errors import ModelUnavailableError
+
+        raise ModelUnavailableError(f"model '{self.marker}' (stage translate) is not available locally",
+                                    hint="run `refuseu models pull` on each node")
+
+
+class Broken(DiesOnce):
+    def translate(self, texts, *, src, tgt):
+        raise ValueError("the engine broke on this batch")
+
+
+def test_a_worker_error_reaches_the_user_as_one_line(ray_cluster):
+    import ray.cloudpickle
+
+    from refuseu.engines.cache import CachedTranslator
+    from refuseu.errors import ModelUnavailableError
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ct = CachedTranslator(MissingModel("/nowhere/mt"), None, chunk=4)
+    with pytest.raises(ModelUnavailableError) as err:
+        with executors.use(ExecutorConfig(kind="ray", concurrency=1)):
+            ct.translate(["a", "b"], src="en", tgt="de")
+    assert str(err.value).splitlines()[0] == "model '/nowhere/mt' (stage translate) is not available locally"
+    assert err.value.hint == "run `refuseu models pull` on each node"
+    from refuseu.errors import BuildError
+
+    with pytest.raises(BuildError) as err:
+        with executors.use(ExecutorConfig(kind="ray", concurrency=1)):
+            CachedTranslator(Broken("x"), None, chunk=4).translate(["a"], src="en", tgt="de")
+    assert str(err.value).splitlines()[0] == ("a model stage failed on the Ray cluster: "
+                                              "ValueError: the engine broke on this batch")
+
+
 def test_engines_are_rebuilt_from_settings_only(models):
     from refuseu.config import JudgeConfig, QeConfig, RespondConfig
     from refuseu.engines.generators.hf import HFGenerator

@@ -2,7 +2,8 @@
 language, target language, text hash).
 
 Duplicates are computed once, a crash loses at most the batch in flight (each batch is
-committed as it finishes), and a rebuild reuses every finished item.
+committed as it finishes), and a rebuild reuses every finished item. The missing items are
+computed by the active executor (:mod:`refuseu.executors`: in this process, or on Ray).
 """
 
 from __future__ import annotations

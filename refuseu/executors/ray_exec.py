@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 from typing import Iterator
@@ -49,17 +50,35 @@ class EngineActor:
     """A pool member: builds the engine once, then runs chunks through it."""
 
     def __init__(self, spec, call, kwargs: dict):
-        self.engine = spec.build()
+        from refuseu.errors import RefuseuError
+
         self.call = call
         self.kwargs = kwargs
-        if call.load is not None:
-            call.load(self.engine, **kwargs)  # the model loads here, once per actor
+        self.error: RefuseuError | None = None
+        try:
+            self.engine = spec.build()
+            if call.load is not None:
+                call.load(self.engine, **kwargs)  # the model loads here, once per actor
+        except RefuseuError as e:  # e.g. a model missing on this node: reported with the first batch
+            self.error = e
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        results = [json.dumps(list(self.call.run(self.engine, json.loads(p), **self.kwargs)))
-                   for p in batch["items"]]
+        from refuseu.errors import RefuseuError
+
+        results = []
+        for payload in batch["items"]:
+            if self.error is None:
+                try:
+                    results.append(json.dumps(list(self.call.run(self.engine, json.loads(payload), **self.kwargs))))
+                    continue
+                except RefuseuError as e:
+                    self.error = e
+            # The project's own errors travel back as data (their message and fix intact), and
+            # are not retried: they say what to fix, not that a worker was lost.
+            e = self.error
+            results.append(json.dumps({"error": type(e).__name__, "message": e.message, "hint": e.hint}))
         return {"start": np.asarray(batch["start"], dtype=np.int64), "outputs": np.asarray(results, dtype=object)}
 
 
@@ -142,7 +161,9 @@ class RayExecutor:
                     continue
                 seen.add(start)
                 outputs = json.loads(row["outputs"])
-                if len(outputs) != len(json.loads(rows[start // chunk]["items"])):
+                if isinstance(outputs, dict):
+                    raise _project_error(outputs)
+                if len(outputs) != min(chunk, len(items) - start):
                     raise BuildError(f"the {getattr(engine, 'name', 'model')} engine returned {len(outputs)} "
                                      f"outputs for a chunk of {min(chunk, len(items) - start)} items on Ray")
                 self.computed_remote += 1
@@ -178,6 +199,19 @@ def _check_reachable(addr: str | None, *, timeout: float = 10.0) -> None:
                               "executor.address / RAY_ADDRESS") from None
 
 
+def _project_error(info: dict) -> Exception:
+    """A project error raised on a worker, rebuilt on the driver with its class, message and fix."""
+    from refuseu import errors
+
+    cls = getattr(errors, str(info.get("error")), None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.RefuseuError)):
+        cls = errors.BuildError
+    err = cls.__new__(cls)
+    errors.RefuseuError.__init__(err, info.get("message") or "a model stage failed on the Ray cluster",
+                                 hint=info.get("hint"))
+    return err
+
+
 def _remote_error(err: Exception) -> Exception:
     """A worker's failure as one line: the original exception's own message where one of
     the project's errors (a missing model, a bad setting) crossed the cluster."""
@@ -191,8 +225,10 @@ def _remote_error(err: Exception) -> Exception:
         cause = nxt
     if isinstance(cause, RefuseuError):
         return cause
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    last = lines[-1].strip() if lines else type(err).__name__
+    # The worker's own exception line ("ValueError: ...") from the traceback Ray carries.
+    found = [m.group(0).strip() for m in re.finditer(r"^\s*[\w.]*(?:Error|Exception): .+$", str(err), re.M)
+             if "UserCodeException" not in m.group(0) and "RayTaskError" not in m.group(0)]
+    last = found[-1] if found else type(err).__name__
     if os.environ.get("REFUSEU_DEBUG"):
         print(str(err), file=sys.stderr)
     return BuildError(f"a model stage failed on the Ray cluster: {last[:300]}",
