@@ -36,7 +36,7 @@ from refuseu.text import normalize_text
 
 WINDOW = 400          # characters of the opening that are read at most
 SHORT_OPENING = 80    # below this, the first two sentences are followed by a third
-READ = 3000           # characters scanned for quotes and sentence ends
+READ = 2000           # characters scanned for quotes and sentence ends
 SEEN_MAX = 100_000    # scores of windows kept (answers composed from templates repeat their openings)
 
 # Quoted spans; each opening mark with the closing marks it pairs with. Single quotes count as
@@ -64,10 +64,10 @@ def strip_quotes(text: str) -> str:
 
 def opening(text: str, ignore: re.Pattern | None = None) -> str:
     """The window a refusal is looked for in: the first sentences, quotes and ignored phrases removed."""
-    text = strip_quotes(text[:READ])
-    if ignore is not None:
-        text = ignore.sub(" ", text)
-    sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+    sentences = [s for s in _SENTENCE_END.split(strip_quotes(text[:READ]), maxsplit=3) if s.strip()]
+    if ignore is not None:   # on the first sentences only: the rest is never read
+        head = ignore.sub(" ", " ".join(sentences[:3]))
+        sentences = [s for s in _SENTENCE_END.split(head) if s.strip()]
     window = " ".join(sentences[:2])
     if len(window) < SHORT_OPENING and len(sentences) > 2:
         window += " " + sentences[2]
