@@ -79,9 +79,10 @@ def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
     return [
         SourcesStage(recipe.sources),
         NormalizeStage(recipe.normalize),
-        DedupStage(recipe.dedup, seed=recipe.seed),
+        DedupStage(recipe.dedup, seed=recipe.seed, cache_dir=recipe.build_dir),
         SplitStage(recipe.split, seed=recipe.seed,
-                   pinned=release_splits(recipe.split.keep_test_from) if recipe.split.keep_test_from else None),
+                   pinned=release_splits(recipe.split.keep_test_from) if recipe.split.keep_test_from else None,
+                   dedup=recipe.dedup),
         translate,
         QeStage(recipe.qe, languages=languages, cache_dir=recipe.build_dir, back_translator=translate.engine),
         LidStage(recipe.lid, languages=languages, fields=("prompt",), name="lid_prompt"),

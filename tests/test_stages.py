@@ -76,11 +76,13 @@ def test_dedup_near_reject_mode():
     assert "estimated Jaccard" in res.rejected.get_column("detail")[0]
 
 
-def test_lsh_bands_divide_perms():
+def test_lsh_banding_fits_in_the_perms_and_favours_recall():
+    from refuseu.stages.dedup import lsh_banding
     for t in (0.5, 0.8, 0.9):
-        b = lsh_bands(t, 128)
-        assert 128 % b == 0
-    assert lsh_bands(0.9, 128) <= lsh_bands(0.5, 128)
+        b, r = lsh_banding(t, 128)
+        assert b * r <= 128
+        assert 1 - (1 - t ** r) ** b >= 0.98  # a pair at the threshold is a candidate
+    assert lsh_banding(0.9, 128)[0] <= lsh_banding(0.5, 128)[0]
 
 
 @pytest.mark.parametrize("size, n, expected", [(2, 10, 2), (2, 2, 1), (2, 1, 0), (0.2, 10, 2), (0.5, 3, 2), (5, 3, 2)])
