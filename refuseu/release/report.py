@@ -149,15 +149,35 @@ def _rejects(page: _Page, rejects: pl.DataFrame | None, english: dict[str, str])
     page.raw("".join(blocks))
 
 
+def box_stats(values) -> dict:
+    """Five-number summary (Tukey fences at 1.5 IQR, clipped to the data) and mean of ``values``:
+    a box is drawn from these, so the page stays small whatever the number of rows."""
+    import numpy as np
+    v = np.asarray(values, dtype=float)
+    q1, med, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
+    iqr = q3 - q1
+    low = float(v[v >= q1 - 1.5 * iqr].min())
+    high = float(v[v <= q3 + 1.5 * iqr].max())
+    return {"q1": round(q1, 4), "median": round(med, 4), "q3": round(q3, 4), "lowerfence": round(low, 4),
+            "upperfence": round(high, 4), "mean": round(float(v.mean()), 4)}
+
+
+def _box(x: list[str], stats: list[dict], **kw):
+    """A plotly box trace from precomputed summaries (one per x)."""
+    import plotly.graph_objects as go
+    return go.Box(x=x, **{k: [st[k] for st in stats] for k in ("q1", "median", "q3", "lowerfence", "upperfence",
+                                                                 "mean")}, **kw)
+
+
 def _score_boxes(page: _Page, *, title: str, scores: dict[str, list[float]], thresholds: dict[str, float],
                  axis: str) -> None:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for i, (lang, values) in enumerate(scores.items()):
-        fig.add_trace(go.Box(y=values, name=f"{lang} (n={len(values)})", boxpoints="outliers",
-                             marker_color=PALETTE[i % len(PALETTE)], showlegend=False))
     names = [f"{lang} (n={len(v)})" for lang, v in scores.items()]
+    for i, (name, values) in enumerate(zip(names, scores.values())):
+        fig.add_trace(_box([name], [box_stats(values)], name=name, marker_color=PALETTE[i % len(PALETTE)],
+                           showlegend=False))
     with_thr = [(n, thresholds[lang]) for n, lang in zip(names, scores) if thresholds.get(lang) is not None]
     if with_thr:
         fig.add_trace(go.Scatter(x=[n for n, _ in with_thr], y=[t for _, t in with_thr], mode="markers",
@@ -271,13 +291,14 @@ def _lengths(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
         return
     fig = go.Figure()
     present = [lang for lang in languages if pairs.filter(pl.col("lang") == lang).height]
-    for i, (col, name) in enumerate((("chosen", "chosen"), ("rejected", "rejected"))):
-        xs, ys = [], []
+    for i, col in enumerate(("chosen", "rejected")):
+        xs, stats = [], []
         for lang in present:
-            vals = pairs.filter(pl.col("lang") == lang)[col].drop_nulls().str.len_chars().to_list()
-            xs += [lang] * len(vals)
-            ys += vals
-        fig.add_trace(go.Box(x=xs, y=ys, name=name, marker_color=PALETTE[i], boxpoints="outliers"))
+            vals = pairs.filter(pl.col("lang") == lang)[col].drop_nulls().str.len_chars().to_numpy()
+            if len(vals):
+                xs.append(lang)
+                stats.append(box_stats(vals))
+        fig.add_trace(_box(xs, stats, name=col, marker_color=PALETTE[i]))
     fig.update_layout(boxmode="group", title="Length of chosen and rejected responses (characters)",
                       xaxis_title="language", yaxis_title="characters", legend_title="response")
     page.chart(fig)
