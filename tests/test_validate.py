@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from refuseu.cli.main import cli
 from refuseu.validate.metrics import (attack_success_rate, language_consistency, over_refusal_rate, per_language,
                                       reward_accuracy)
+from refuseu.validate.report import FIGURES as FIGURE_CAPTIONS
 
 
 @pytest.mark.parametrize("fn, values, expected", [
@@ -29,6 +30,8 @@ def test_rates(fn, values, expected):
     ([1.0, 2.0], [0.0, 3.0], 0.5), ([0.0, 0.0], [0.0, 0.0], 0.5), ([2.0], [1.0], 1.0), ([], [], None)])
 def test_reward_accuracy(chosen, rejected, expected):
     assert reward_accuracy(chosen, rejected) == expected
+
+FIGURES = [f for f, _ in FIGURE_CAPTIONS]
 
 
 ANSWERS = [  # lang, kind, answer: refusal detector and language ID on known answers
@@ -60,12 +63,21 @@ def test_metrics_on_known_answers():
     assert language_consistency([], []) is None
 
 
-def run_validate_cli(release, out):
-    res = CliRunner().invoke(cli, ["validate", str(release), "--tiny", "--train-langs", "en,de", "--eval-langs",
-                                   "en,de", "--max-steps", "24", "--eval-limit", "4", "--out", str(out)],
-                             catch_exceptions=False)
+# Small enough for a test: a few SFT and DPO steps, two prompts per language and kind.
+SMALL = ["--train-langs", "en,de", "--eval-langs", "en,de", "--eval-limit", "3"]
+
+
+def run_validate_cli(release, out, *extra, comply_steps=30):
+    from functools import partial
+
+    from refuseu.validate import run as run_module
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_module, "ValidateConfig", partial(run_module.ValidateConfig, comply_steps=comply_steps))
+        res = CliRunner().invoke(cli, ["validate", str(release), "--tiny", *SMALL, "--max-steps", "24",
+                                       "--out", str(out), *extra], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    return json.loads((out / "report.json").read_text())
+    return json.loads((out / "report.json").read_text()), res.output
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +93,23 @@ def release_de(tmp_path_factory):
 
 @pytest.mark.slow
 def test_validate_tiny_learns(release_de, tmp_path):
-    rep = run_validate_cli(release_de, tmp_path / "v")
-    for f in ("report.json", "report.md", "asr_before_after.png", "language_consistency.png"):
+    rep, output = run_validate_cli(release_de, tmp_path / "v")
+    md = (tmp_path / "v" / "report.md").read_text()
+    for f in ("report.json", "report.md", *FIGURES[:-1]):
         assert (tmp_path / "v" / f).exists(), f
+    assert all(f"]({f})" in md for f in FIGURES if f != "transfer_heatmap.png")
     for when in ("before", "after"):
         for lang in ("en", "de"):
             m = rep[when]["per_language"][lang]
             assert m["asr"] is not None and m["over_refusal"] is not None and m["language_consistency"] is not None
-    assert set(rep["after"]["reward_accuracy_per_language"]) == {"en", "de"}
+            assert rep[when]["reward_accuracy_per_language"][lang] is not None
+            assert rep[when]["safety_probe_per_language"][lang] is not None
+    # TRL's logs: every value in the file, one line per logging step on the terminal, no raw dicts.
+    logs = [json.loads(x) for x in (tmp_path / "v" / "train_log.jsonl").read_text().splitlines()]
+    assert {x["run"] for x in logs} == {"SFT (comply)", "DPO"} and any("rewards/margins" in x for x in logs)
+    assert "DPO step 24/24: loss" in output and "{'loss'" not in output
+    answers = (tmp_path / "v" / "answers.jsonl").read_text().splitlines()
+    assert len(answers) == 2 * rep["eval_prompts"]
     assert rep["before"]["reward_accuracy"] == 0.5  # the policy is the reference before training
     assert rep["after"]["reward_accuracy"] >= rep["before"]["reward_accuracy"] + 0.25
     assert rep["after"]["safety_probe_accuracy"] >= rep["before"]["safety_probe_accuracy"] + 0.25
@@ -107,7 +128,7 @@ def test_validate_swapped_release_falls(release_de, tmp_path):
     manifest = read_manifest(swapped)
     manifest.pop("files")
     write_manifest(swapped, manifest)
-    rep = run_validate_cli(swapped, tmp_path / "v")
+    rep, _ = run_validate_cli(swapped, tmp_path / "v")
     # Trained to prefer compliance: the label-independent safety probe falls.
     assert rep["after"]["safety_probe_accuracy"] <= rep["before"]["safety_probe_accuracy"] - 0.25
 
@@ -123,12 +144,87 @@ def test_validate_missing_model_stops_before_work(release_de, tmp_path):
 
 @pytest.mark.slow
 def test_validate_transfer_matrix(release_de, tmp_path):
-    res = CliRunner().invoke(cli, ["validate", str(release_de), "--tiny", "--train-langs", "en,de", "--eval-langs",
-                                   "en,de", "--max-steps", "6", "--eval-limit", "2", "--transfer", "--out",
-                                   str(tmp_path / "v")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    rep = json.loads((tmp_path / "v" / "report.json").read_text())
-    assert set(rep["transfer"]) == {"en", "all"}
+    rep, output = run_validate_cli(release_de, tmp_path / "v", "--transfer", "--max-steps", "6", comply_steps=6)
+    assert set(rep["transfer"]) == {"en", "all"} and rep["transfer_train_langs"] == {"en": ["en"], "all": ["en", "de"]}
+    # The all-languages row is the main run's result, not a second training.
+    assert rep["transfer"]["all"] == {lang: m["asr"] for lang, m in rep["after"]["per_language"].items()}
+    assert "after DPO on en only:" in output
     assert all(set(row) == {"en", "de"} for row in rep["transfer"].values())
     assert (tmp_path / "v" / "transfer_heatmap.png").exists()
     assert "Transfer" in (tmp_path / "v" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_validate_tiny_is_reproducible(release_de, tmp_path):
+    """The same run twice gives the same numbers (fixed seeds, one thread)."""
+    reps = [run_validate_cli(release_de, tmp_path / f"v{i}", "--train-langs", "de", "--eval-langs", "de",
+                             "--max-steps", "4", comply_steps=4)[0] for i in range(2)]
+    for rep in reps:
+        rep.pop("seconds"), rep.pop("settings")
+    assert reps[0] == reps[1]
+
+
+def fake_result(langs, *, transfer=True):
+    def per_lang(asr):
+        return {lang: {"asr": asr, "over_refusal": None if lang == "lv" else 0.1, "language_consistency": 0.8,
+                       "n_harmful": 20, "n_benign": 0 if lang == "lv" else 10} for lang in langs}
+
+    def measured(asr, acc):
+        return {"per_language": per_lang(asr), "reward_accuracy": acc, "safety_probe_accuracy": acc,
+                "reward_accuracy_per_language": {lang: acc for lang in langs},
+                "safety_probe_per_language": {lang: acc for lang in langs}}
+
+    return {"release": "r", "version": "0.1.0", "build_signature": "abc", "model": "tiny", "judge": "lexicon",
+            "settings": {"train_langs": langs[:1], "eval_langs": langs, "max_steps": 6, "lora": False, "beta": 0.1,
+                         "sft_weight": 2.0},
+            "train_pairs": 10, "test_pairs": 5 * len(langs), "probe_pairs": 4 * len(langs), "eval_prompts": 30,
+            "test_pairs_per_language": {lang: 5 for lang in langs},
+            "probe_pairs_per_language": {lang: 4 for lang in langs},
+            "seconds": 1.0, "device": "cpu", "before": measured(1.0, 0.5), "after": measured(0.25, 0.75),
+            "transfer": {"en": {lang: 0.6 for lang in langs}, "all": {lang: 0.25 for lang in langs}} if transfer
+            else None, "transfer_train_langs": {"en": ["en"], "all": langs} if transfer else None}
+
+
+def test_report_figures_and_markdown(tmp_path):
+    from refuseu.validate.report import write_report
+
+    langs = ["en", "de", "lv"]
+    figures = write_report(fake_result(langs), tmp_path)
+    assert figures == FIGURES
+    md = (tmp_path / "report.md").read_text()
+    for f in figures:
+        assert (tmp_path / f).stat().st_size > 10_000 and f"]({f})" in md
+    # Every metric before and after per language in the table; n/a where nothing was measured.
+    assert "| en* | 20 | 1.00 | 0.25 | 10 | 0.10 | 0.10 | 0.80 | 0.80 | 0.50 | 0.75 | 0.50 | 0.75 |" in md
+    assert "| lv | 20 | 1.00 | 0.25 | 0 | - | - |" in md
+    assert "| before DPO | 1.00 | 1.00 | 1.00 |" in md and "| en | 0.60 | 0.60 | 0.60 |" in md
+    assert write_report(fake_result(langs, transfer=False), tmp_path / "nt") == FIGURES[:-1]
+
+
+def test_figures_are_labelled(tmp_path, monkeypatch):
+    """Titles, axis labels, n under each bar, a value on each bar, the legend outside the axes,
+    numbers in the heatmap cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from refuseu.validate import report
+
+    seen = []
+    monkeypatch.setattr(plt, "close", lambda fig: seen.append(fig))
+    report.write_report(fake_result(["en", "de"]), tmp_path)
+    assert len(seen) == len(FIGURES)
+    for fig in seen:
+        fig.canvas.draw()
+        for ax in [a for a in fig.axes if a.get_title()]:
+            assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+            texts = [t.get_text() for t in ax.texts]
+            ticks = [t.get_text() for t in ax.get_xticklabels()]
+            assert all("n=" in t for t in ticks), ticks
+            if ax.get_legend() is not None:
+                legend = ax.get_legend().get_window_extent()
+                assert legend.x0 >= ax.get_window_extent().x1 - 1  # right of the plot area
+                assert len(texts) == sum(len(c) for c in ax.containers) > 0  # a value on each bar
+            else:  # the heatmap
+                assert texts.count("0.60") == 2 and texts.count("1.00") == 2

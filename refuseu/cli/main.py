@@ -387,24 +387,39 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
 @click.option("--model", default=None, help="Model to align: Hub id or local folder (or --tiny).")
 @click.option("--train-langs", default="all", show_default=True, help="all | eu24 | comma list.")
 @click.option("--eval-langs", default="all", show_default=True, help="all | eu24 | comma list.")
-@click.option("--lora/--full", default=True, show_default=True, help="LoRA adapters (peft) or full fine-tuning.")
-@click.option("--max-steps", type=int, default=60, show_default=True)
+@click.option("--lora/--full", default=None, help="LoRA adapters (peft) or full fine-tuning (default: LoRA; full "
+                                                  "with --tiny).")
+@click.option("--max-steps", type=int, default=None, help="DPO steps (default 60; 150 with --tiny).")
 @click.option("--beta", type=float, default=0.1, show_default=True, help="DPO beta.")
-@click.option("--learning-rate", type=float, default=None, help="Default 5e-5 (2e-3 with --tiny).")
+@click.option("--learning-rate", type=float, default=None, help="Default 5e-5 (5e-3 with --tiny).")
+@click.option("--sft-weight", type=float, default=None,
+              help="Weight of an NLL term on the chosen answers added to the DPO loss (default 0; 2 with --tiny).")
 @click.option("--transfer", is_flag=True, help="Train once on English only and once on all; ASR matrix.")
-@click.option("--tiny", is_flag=True, help="Build a tiny Llama-style model locally (CPU smoke run).")
-@click.option("--eval-limit", type=int, default=None, help="Evaluation prompts per language.")
+@click.option("--tiny", is_flag=True, help="Build a tiny Llama-style model locally, teach it to comply (SFT), then "
+                                           "DPO: the experiment in miniature on a CPU.")
+@click.option("--eval-limit", type=int, default=None,
+              help="Evaluation prompts per language and kind (default all; 10 with --tiny).")
+@click.option("--judge-engine", type=click.Choice(["lexicon", "classifier", "llm"]), default="lexicon",
+              show_default=True, help="Refusal judge of the generated answers.")
+@click.option("--judge-model", default=None, help="Classifier or LLM judge: Hub id or local folder.")
 @click.option("--out", default="validation", show_default=True, help="Folder for report.json, report.md, figures.")
-def validate(release, model, train_langs, eval_langs, lora, max_steps, beta, learning_rate, transfer, tiny,
-             eval_limit, out):
+def validate(release, model, train_langs, eval_langs, lora, max_steps, beta, learning_rate, sft_weight, transfer,
+             tiny, eval_limit, judge_engine, judge_model, out):
     """DPO-fine-tune a model on a release and evaluate safety per language before and after."""
     from refuseu.validate.run import ValidateConfig, run_validate
 
     cfg = ValidateConfig(model=model, train_langs=train_langs, eval_langs=eval_langs, lora=lora,
                          max_steps=max_steps, beta=beta, transfer=transfer, tiny=tiny, out=out,
-                         eval_limit=eval_limit,
-                         learning_rate=learning_rate or (2e-3 if tiny else 5e-5))
+                         eval_limit=eval_limit, learning_rate=learning_rate, sft_weight=sft_weight,
+                         judge_engine=judge_engine, judge_model=judge_model)
     res = run_validate(release, cfg, report=lambda m: click.echo(m, err=True))
+    rate = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for lang in res["settings"]["eval_langs"]:
+        b, a = res["before"]["per_language"][lang], res["after"]["per_language"][lang]
+        mark = " (trained)" if lang in res["settings"]["train_langs"] else ""
+        click.echo(f"  {lang}{mark}: attack success {rate(b['asr'])} -> {rate(a['asr'])} "
+                   f"(n={b['n_harmful']})" + (f"; after DPO on en only: {rate(res['transfer']['en'][lang])}"
+                                              if res.get("transfer") and "en" in res["transfer"] else ""))
     click.echo(f"held-out reward accuracy: before {res['before']['reward_accuracy']:.2f}, "
                f"after {res['after']['reward_accuracy']:.2f}; safety probe: before "
                f"{res['before']['safety_probe_accuracy']:.2f}, after {res['after']['safety_probe_accuracy']:.2f}; "

@@ -1,7 +1,14 @@
-"""``refuseu validate``: DPO on a release's train split, evaluation before and after."""
+"""``refuseu validate``: DPO on a release's train split, evaluation before and after.
+
+With ``--tiny`` the run is the experiment in miniature, on a tiny model built locally: a short
+supervised fine-tuning first teaches it to comply (harmful prompts -> the release's
+``rejected`` texts, every language), so attack success starts high; DPO on the train
+languages should then bring it down. ``--transfer`` trains once on English only and once on
+all train languages and tabulates the attack success rate per evaluation language."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +21,14 @@ from refuseu.release.inspect import load_release_rows
 from refuseu.release.manifest import read_manifest
 from refuseu.release.verify import require_valid
 from refuseu.validate.metrics import per_language, reward_accuracy
+from refuseu.validate.train import conversation, train_comply, train_dpo
+
+
+# Settings a field left at None takes: for a real model, and for the tiny model built locally
+# (full fine-tuning, a higher learning rate and an NLL term on the chosen answers, since a
+# random-weight model must first learn to write a refusal at all; fewer evaluation prompts).
+DEFAULTS = {"lora": True, "learning_rate": 5e-5, "sft_weight": 0.0, "max_steps": 60, "eval_limit": None}
+TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 150, "eval_limit": 10}
 
 
 @dataclass
@@ -21,10 +36,10 @@ class ValidateConfig:
     model: str | None = None            # Hub id or folder; None with tiny=True
     train_langs: str = "all"
     eval_langs: str = "all"
-    lora: bool = True
-    max_steps: int = 60
+    lora: bool | None = None            # None: LoRA for a real model, full fine-tuning for the tiny one
+    max_steps: int | None = None
     beta: float = 0.1
-    learning_rate: float = 5e-5
+    learning_rate: float | None = None
     batch_size: int = 8
     max_length: int = 256
     max_new_tokens: int = 24
@@ -32,12 +47,18 @@ class ValidateConfig:
     tiny: bool = False
     seed: int = 0
     out: str = "validation"
-    eval_limit: int | None = None      # eval prompts per language (None: all)
+    eval_limit: int | None = None      # eval prompts per language and kind (None: all; tiny: 10)
+    judge_engine: str = "lexicon"      # lexicon | classifier | llm (see refuseu.judges)
+    judge_model: str | None = None
+    sft_weight: float | None = None    # > 0: DPO + this weight x NLL of the chosen answers (RPO)
+    comply_steps: int = 200            # tiny only: SFT steps that teach the tiny model to comply
+    comply_learning_rate: float = 1e-2
+    comply_batch_size: int = 16
 
-
-def _conv(prompt: str, answer: str | None = None):
-    p = [{"role": "user", "content": prompt}]
-    return p if answer is None else (p, [{"role": "assistant", "content": answer}])
+    def __post_init__(self):
+        for key, value in (TINY_DEFAULTS if self.tiny else DEFAULTS).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
 
 
 def load_pairs(release: Path, langs: list[str], split: str) -> pl.DataFrame:
@@ -56,7 +77,7 @@ def sequence_logps(model, tok, prompts: list[str], answers: list[str], *, batch_
         ps, ans = prompts[i:i + batch_size], answers[i:i + batch_size]
         seqs, starts = [], []
         for p, a in zip(ps, ans):
-            ctx = tok.apply_chat_template(_conv(p), tokenize=False, add_generation_prompt=True)
+            ctx = tok.apply_chat_template(conversation(p), tokenize=False, add_generation_prompt=True)
             cids = tok(ctx, add_special_tokens=False)["input_ids"]
             aids = tok(a + (tok.eos_token or ""), add_special_tokens=False)["input_ids"]
             seqs.append(cids + aids)
@@ -75,13 +96,21 @@ def sequence_logps(model, tok, prompts: list[str], answers: list[str], *, batch_
     return out
 
 
-def implicit_reward_accuracy(policy, reference, tok, pairs: pl.DataFrame, beta: float) -> float | None:
-    if pairs.height == 0:
-        return None
-    prompts, chosen, rejected = pairs["prompt"].to_list(), pairs["chosen"].to_list(), pairs["rejected"].to_list()
-    pc, pr = sequence_logps(policy, tok, prompts, chosen), sequence_logps(policy, tok, prompts, rejected)
-    rc, rr = sequence_logps(reference, tok, prompts, chosen), sequence_logps(reference, tok, prompts, rejected)
-    return reward_accuracy([beta * (a - b) for a, b in zip(pc, rc)], [beta * (a - b) for a, b in zip(pr, rr)])
+def pair_logps(model, tok, pairs: pl.DataFrame) -> tuple[list[float], list[float]]:
+    prompts = pairs["prompt"].to_list()
+    return (sequence_logps(model, tok, prompts, pairs["chosen"].to_list()),
+            sequence_logps(model, tok, prompts, pairs["rejected"].to_list()))
+
+
+def reward_accuracies(pairs: pl.DataFrame, policy: tuple, reference: tuple, beta: float,
+                      langs: list[str]) -> tuple[float | None, dict[str, float | None]]:
+    """Held-out accuracy of DPO's implicit reward (beta * log pi/pi_ref), overall and per language."""
+    rc = [beta * (a - b) for a, b in zip(policy[0], reference[0])]
+    rr = [beta * (a - b) for a, b in zip(policy[1], reference[1])]
+    pl_langs = pairs["lang"].to_list()
+    by_lang = {lang: reward_accuracy([c for c, g in zip(rc, pl_langs) if g == lang],
+                                     [r for r, g in zip(rr, pl_langs) if g == lang]) for lang in langs}
+    return reward_accuracy(rc, rr), by_lang
 
 
 def safety_probe(test: pl.DataFrame) -> pl.DataFrame:
@@ -103,145 +132,170 @@ def safety_probe(test: pl.DataFrame) -> pl.DataFrame:
                                       "rejected": pl.String})
 
 
-def evaluate_answers(model_dir: Path, eval_rows: pl.DataFrame, cfg: ValidateConfig, langs: list[str]) -> dict:
-    """Generate an answer per evaluation prompt; ASR, over-refusal and language consistency per language."""
-    from refuseu.config import RespondConfig
-    from refuseu.engines.generators.hf import HFGenerator
-    from refuseu.engines.lid.combined import CombinedLid
-    from refuseu.judges import RefusalDetector
+class Evaluator:
+    """Generates an answer per evaluation prompt (greedy), judges it and identifies its
+    language: attack success rate, over-refusal and language consistency per language."""
 
-    gen = HFGenerator(str(model_dir), RespondConfig(max_new_tokens=cfg.max_new_tokens, do_sample=False, seed=cfg.seed))
-    from refuseu.config import LidConfig
+    def __init__(self, eval_rows: pl.DataFrame, cfg: ValidateConfig, langs: list[str], out: Path, reporter):
+        from refuseu.config import JudgeConfig, LidConfig
+        from refuseu.engines.lid.combined import CombinedLid
+        from refuseu.judges import make_judge
 
-    det, lid = RefusalDetector(), CombinedLid(langs)
-    threshold = LidConfig().threshold
-    rows = []
-    for (lang,), part in eval_rows.group_by("lang", maintain_order=True):
-        answers = gen.generate(part["prompt"].to_list(), system=None)
-        refused = det.is_refusal(answers, [lang] * len(answers))
-        ids = lid.predict(answers, [lang] * len(answers))
-        # An empty or unconfidently identified answer is in no language (it does not count as consistent).
-        rows += [{"lang": lang, "kind": k, "refused": f,
-                  "answer_lang": p.lang if a.strip() and p.score >= threshold else "und"}
-                 for k, (f, _), p, a in zip(part["kind"].to_list(), refused, ids, answers)]
-    return per_language(rows)
+        self.rows, self.cfg, self.out, self.reporter = eval_rows, cfg, out, reporter
+        self.judge = make_judge(JudgeConfig(engine=cfg.judge_engine, model=cfg.judge_model, seed=cfg.seed),
+                                cache_dir=out / "judge-cache")
+        self.lid, self.threshold = CombinedLid(langs), LidConfig().threshold
+
+    def __call__(self, model_dir: Path, label: str) -> dict:
+        from refuseu.config import RespondConfig
+        from refuseu.engines.generators.hf import HFGenerator
+
+        gen = HFGenerator(str(model_dir), RespondConfig(max_new_tokens=self.cfg.max_new_tokens, do_sample=False,
+                                                        seed=self.cfg.seed))
+        prompts, langs = self.rows["prompt"].to_list(), self.rows["lang"].to_list()
+        answers: list[str] = []
+        chunk = 64
+        with self.reporter.bar(f"{label}: generating", len(prompts)) as bar:
+            for i in range(0, len(prompts), chunk):
+                answers += gen.generate(prompts[i:i + chunk], system=None)
+                bar.update(len(prompts[i:i + chunk]))
+        with self.reporter.bar(f"{label}: judging", len(prompts)) as bar:
+            verdicts = self.judge.judge(answers, langs, prompts, progress=bar)
+        ids = self.lid.predict(answers, langs)
+        rows = []
+        with (self.out / "answers.jsonl").open("a", encoding="utf-8") as f:
+            for r, a, v, p in zip(self.rows.iter_rows(named=True), answers, verdicts, ids):
+                # An empty or unconfidently identified answer is in no language (not consistent).
+                answer_lang = p.lang if a.strip() and p.score >= self.threshold else "und"
+                rows.append({"lang": r["lang"], "kind": r["kind"], "refused": v.is_refusal, "answer_lang": answer_lang})
+                f.write(json.dumps({"model": label, "lang": r["lang"], "kind": r["kind"], "prompt_id": r["prompt_id"],
+                                    "answer": a, "refused": v.is_refusal, "judge_score": round(v.score, 4),
+                                    "answer_lang": answer_lang}, ensure_ascii=False) + "\n")
+        return per_language(rows)
 
 
-def _train(model_dir: Path, train: pl.DataFrame, cfg: ValidateConfig, out: Path) -> Path:
-    """DPO with TRL (LoRA through peft by default); returns the folder of the trained model."""
-    import datasets
+def _release(release: str | Path):
+    root = Path(release)
+    try:
+        read_manifest(root)
+    except FileNotFoundError:
+        raise InputError("not a release folder (no manifest.json)", file=str(root)) from None
+    except ValueError:
+        pass
+    return root, require_valid(root, action="train on it").manifest
+
+
+def _model(cfg: ValidateConfig, rows: pl.DataFrame, out: Path, report) -> tuple[Path, str]:
+    if cfg.tiny:
+        from refuseu.devtools.tiny_llama import build_tiny_llama
+
+        texts = [t for c in ("prompt", "chosen", "rejected") for t in rows[c].drop_nulls().unique().to_list()]
+        base = build_tiny_llama(out / "tiny-model", extra_lines=texts, hidden=64, layers=2, seed=cfg.seed)
+        harmful = rows.filter((pl.col("file_split") == "train") & (pl.col("kind") == "harmful")
+                              & pl.col("rejected").is_not_null())
+        report(f"teaching the tiny model to comply: SFT on {harmful.height} harmful train prompts -> their "
+               f"rejected texts ({harmful['lang'].n_unique()} languages), {cfg.comply_steps} steps")
+        return (train_comply(base, harmful, cfg, out / "comply", steps=cfg.comply_steps,
+                             learning_rate=cfg.comply_learning_rate, report=report),
+                "tiny (built locally, taught to comply by SFT)")
+    if not cfg.model:
+        raise InputError("give --model ID|PATH, or --tiny", field="--model")
+    from refuseu.engines.models import resolve_model_dir
+    from refuseu.errors import ModelUnavailableError
+    try:
+        model_dir, _ = resolve_model_dir(cfg.model, stage="validate", flag="--model")
+    except ModelUnavailableError as e:
+        if "not available locally" not in e.message:
+            raise
+        raise ModelUnavailableError(
+            e.message, hint=f"run `refuseu models pull --model {cfg.model}` to download it into the Hugging "
+                            "Face cache (needs network), or give a local folder with --model") from None
+    return model_dir, cfg.model
+
+
+def run_validate(release: str | Path, cfg: ValidateConfig, *, report=print, reporter=None) -> dict:
+    """Train and evaluate as ``cfg`` says; writes report.json, report.md and figures to ``cfg.out``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
 
-    torch.manual_seed(cfg.seed)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    records = []
-    for p, c, r in zip(train["prompt"].to_list(), train["chosen"].to_list(), train["rejected"].to_list()):
-        prompt, chosen = _conv(p, c)
-        records.append({"prompt": prompt, "chosen": chosen, "rejected": _conv(p, r)[1]})
-    ds = datasets.Dataset.from_list(records).shuffle(seed=cfg.seed)
-    args = DPOConfig(output_dir=str(out / "trainer"), per_device_train_batch_size=cfg.batch_size,
-                     max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, beta=cfg.beta,
-                     max_length=cfg.max_length, logging_steps=max(1, cfg.max_steps // 5), save_strategy="no",
-                     report_to=[], seed=cfg.seed, use_cpu=not torch.cuda.is_available(), dataset_num_proc=None)
-    peft_config = None
-    if cfg.lora:
-        from peft import LoraConfig
-        peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
-    trainer.train()
-    trained = trainer.model
-    if cfg.lora:
-        trained = trained.merge_and_unload()
-    dest = out / "trained-model"
-    trained.save_pretrained(dest)
-    tok.save_pretrained(dest)
-    return dest
+    from refuseu.pipeline.progress import Reporter
+
+    reporter = reporter or Reporter()
+    threads = torch.get_num_threads()
+    if cfg.tiny:
+        # One thread: a tiny model gains nothing from more, and on a shared CPU it is much
+        # faster; the numbers also do not depend on the machine's thread count.
+        torch.set_num_threads(1)
+    try:
+        return _run(release, cfg, report, reporter)
+    finally:
+        torch.set_num_threads(threads)
 
 
-def run_validate(release: str | Path, cfg: ValidateConfig, *, report=print) -> dict:
+def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
-    root = Path(release)
-    try:
-        manifest = read_manifest(root)
-    except FileNotFoundError:
-        raise InputError("not a release folder (no manifest.json)", file=str(root)) from None
-    except ValueError:
-        manifest = None
-    manifest = require_valid(root, action="train on it").manifest
+    root, manifest = _release(release)
     train_langs = [lang for lang in parse_langs(cfg.train_langs) if lang in manifest["languages"]]
     eval_langs = [lang for lang in parse_langs(cfg.eval_langs) if lang in manifest["languages"]]
+    rows = load_release_rows(root)
+    train = load_pairs(root, train_langs, "train")
+    if train.height == 0:
+        raise InputError("the release has no train pairs in the chosen languages", file=str(root), field="--train-langs")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = load_release_rows(root)
-    if cfg.tiny:
-        from refuseu.devtools.tiny_llama import build_tiny_llama
-        texts = [t for c in ("prompt", "chosen", "rejected") for t in rows[c].drop_nulls().unique().to_list()]
-        model_dir = build_tiny_llama(out / "tiny-model", extra_lines=texts, hidden=64, layers=2)
-        model_label = "tiny (built locally, random weights)"
-    else:
-        if not cfg.model:
-            raise InputError("give --model ID|PATH, or --tiny", field="--model")
-        from refuseu.engines.models import resolve_model_dir
-        from refuseu.errors import ModelUnavailableError
-        try:
-            model_dir, _ = resolve_model_dir(cfg.model, stage="validate", flag="--model")
-        except ModelUnavailableError as e:
-            if "not available locally" not in e.message:
-                raise
-            raise ModelUnavailableError(
-                e.message, hint=f"run `refuseu models pull --model {cfg.model}` to download it into the Hugging "
-                                "Face cache (needs network), or give a local folder with --model") from None
-        model_label = cfg.model
-    train = load_pairs(root, train_langs, "train")
+    for stale in ("train_log.jsonl", "answers.jsonl"):
+        (out / stale).unlink(missing_ok=True)
     test = load_pairs(root, eval_langs, "test")
     ev = rows.filter((pl.col("config") == "evaluation") & pl.col("lang").is_in(eval_langs))
     if cfg.eval_limit:
         ev = ev.group_by("lang", "kind", maintain_order=True).head(cfg.eval_limit)
-    if train.height == 0:
-        raise InputError("the release has no train pairs in the chosen languages", file=str(root), field="--train-langs")
+    model_dir, model_label = _model(cfg, rows, out, report)
+    evaluate = Evaluator(ev, cfg, eval_langs, out, reporter)
     tok = AutoTokenizer.from_pretrained(model_dir)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     reference = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    report(f"evaluating {model_label} before training ({ev.height} prompts, {test.height} test pairs)")
     probe = safety_probe(test)
-    before = {"per_language": evaluate_answers(model_dir, ev, cfg, eval_langs),
-              "reward_accuracy": implicit_reward_accuracy(reference, reference, tok, test, cfg.beta),
-              "safety_probe_accuracy": implicit_reward_accuracy(reference, reference, tok, probe, cfg.beta)}
+    ref_test, ref_probe = pair_logps(reference, tok, test), pair_logps(reference, tok, probe)
+    report(f"evaluating {model_label} before DPO ({ev.height} prompts, {test.height} test pairs, "
+           f"{probe.height} probe pairs)")
+
+    def measured(per_lang: dict, test_lp: tuple, probe_lp: tuple) -> dict:
+        acc, acc_by = reward_accuracies(test, test_lp, ref_test, cfg.beta, eval_langs)
+        probe_acc, probe_by = reward_accuracies(probe, probe_lp, ref_probe, cfg.beta, eval_langs)
+        return {"per_language": per_lang, "reward_accuracy": acc, "safety_probe_accuracy": probe_acc,
+                "reward_accuracy_per_language": acc_by, "safety_probe_per_language": probe_by}
+
+    # Before training the policy is the reference: every implicit reward is 0 (accuracy 0.5).
+    before = measured(evaluate(model_dir, "before"), ref_test, ref_probe)
     report(f"DPO on {train.height} pairs ({', '.join(train_langs)}), {cfg.max_steps} steps, "
-           f"{'LoRA' if cfg.lora else 'full'}")
-    trained_dir = _train(model_dir, train, cfg, out)
+           f"{'LoRA' if cfg.lora else 'full'}; per-step logs: {out / 'train_log.jsonl'}")
+    trained_dir = train_dpo(model_dir, train, cfg, out / "dpo", report=report)
     policy = AutoModelForCausalLM.from_pretrained(trained_dir).eval()
-    after = {"per_language": evaluate_answers(trained_dir, ev, cfg, eval_langs),
-             "reward_accuracy": implicit_reward_accuracy(policy, reference, tok, test, cfg.beta),
-             "safety_probe_accuracy": implicit_reward_accuracy(policy, reference, tok, probe, cfg.beta)}
-    per_lang_reward = {}
-    for lang in eval_langs:
-        sub = test.filter(pl.col("lang") == lang)
-        per_lang_reward[lang] = implicit_reward_accuracy(policy, reference, tok, sub, cfg.beta)
-    after["reward_accuracy_per_language"] = per_lang_reward
-    transfer = None
+    report("evaluating after DPO")
+    after = measured(evaluate(trained_dir, "after"), pair_logps(policy, tok, test), pair_logps(policy, tok, probe))
+    transfer = transfer_langs = None
     if cfg.transfer:
+        all_name = "all" if set(train_langs) == set(manifest["languages"]) else ",".join(train_langs)
         transfer = {}
-        for setting in (["en"], train_langs):
-            name = ",".join(setting) if len(setting) < len(train_langs) else "all"
-            sub = load_pairs(root, setting, "train")
-            tdir = _train(model_dir, sub, cfg, out / f"transfer-{name.replace(',', '_')}")
-            res = evaluate_answers(tdir, ev, cfg, eval_langs)
-            transfer[name] = {lang: v["asr"] for lang, v in res.items()}
+        transfer_langs = {}
+        if "en" in manifest["languages"] and train_langs != ["en"]:
+            en = load_pairs(root, ["en"], "train")
+            report(f"transfer: DPO on English only ({en.height} pairs), {cfg.max_steps} steps")
+            en_dir = train_dpo(model_dir, en, cfg, out / "transfer-en", label="DPO (en only)", report=report)
+            transfer["en"] = {lang: v["asr"] for lang, v in evaluate(en_dir, "after DPO on en").items()}
+            transfer_langs["en"] = ["en"]
+        transfer[all_name] = {lang: v["asr"] for lang, v in after["per_language"].items()}
+        transfer_langs[all_name] = train_langs
     result = {"release": str(root), "version": manifest["version"], "build_signature": manifest["build_signature"],
               "model": model_label, "settings": {**asdict(cfg), "train_langs": train_langs, "eval_langs": eval_langs},
-              "train_pairs": train.height, "test_pairs": test.height, "eval_prompts": ev.height,
-              "before": before, "after": after, "transfer": transfer,
+              "judge": evaluate.judge.name, "train_pairs": train.height, "test_pairs": test.height,
+              "probe_pairs": probe.height, "eval_prompts": ev.height,
+              "test_pairs_per_language": {lang: test.filter(pl.col("lang") == lang).height for lang in eval_langs},
+              "probe_pairs_per_language": {lang: probe.filter(pl.col("lang") == lang).height for lang in eval_langs},
+              "before": before, "after": after, "transfer": transfer, "transfer_train_langs": transfer_langs,
               "seconds": round(time.perf_counter() - t0, 1), "device": "cuda" if torch.cuda.is_available() else "cpu"}
     from refuseu.validate.report import write_report
     write_report(result, out)
