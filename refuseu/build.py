@@ -126,8 +126,10 @@ def build(recipe: Recipe, *, reporter: Reporter | None = None, repair: bool = Fa
     made by this very build). Raises :class:`ReleaseExistsError` when that version exists
     with other content.
     """
+    from refuseu import executors
+
     reporter = reporter or Reporter(quiet=True)
-    with build_lock(recipe.build_dir, timeout=lock_timeout, reporter=reporter):
+    with build_lock(recipe.build_dir, timeout=lock_timeout, reporter=reporter), executors.use(recipe.executor):
         return _build(recipe, reporter=reporter, repair=repair)
 
 

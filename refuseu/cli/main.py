@@ -153,9 +153,7 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
     from rich.markup import escape
     for line in column_lines:
         reporter.info(escape(line))
-    from refuseu import executors
-    with executors.use(recipe.executor):
-        summary = run_build(recipe, reporter=reporter, repair=repair, lock_timeout=lock_timeout)
+    summary = run_build(recipe, reporter=reporter, repair=repair, lock_timeout=lock_timeout)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
