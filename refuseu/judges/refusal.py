@@ -62,11 +62,13 @@ def strip_quotes(text: str) -> str:
     return _QUOTED.sub(" ", text)
 
 
-def opening(text: str, ignore: re.Pattern | None = None) -> str:
+def opening(text: str, ignore: re.Pattern | tuple[re.Pattern, ...] | None = None) -> str:
     """The window a refusal is looked for in: the first sentences, quotes and ignored phrases removed."""
     sentences = [s for s in _SENTENCE_END.split(strip_quotes(text[:READ]), maxsplit=3) if s.strip()]
-    if ignore is not None:   # on the first sentences only: the rest is never read
-        head = ignore.sub(" ", " ".join(sentences[:3]))
+    if ignore:   # on the first sentences only: the rest is never read
+        head = " ".join(sentences[:3])
+        for p in (ignore,) if isinstance(ignore, re.Pattern) else ignore:
+            head = p.sub(" ", head)
         sentences = [s for s in _SENTENCE_END.split(head) if s.strip()]
     window = " ".join(sentences[:2])
     if len(window) < SHORT_OPENING and len(sentences) > 2:
@@ -82,24 +84,89 @@ class Lexicon:
     negative: list[re.Pattern]
     ignore: list[re.Pattern] = field(default_factory=list)
     any_strong: re.Pattern | None = None   # the strong patterns as one alternation (one scan, not one per pattern)
+    _scan: tuple = field(default=(), init=False, repr=False, compare=False)   # what strong_match searches
+    _any_weak: tuple = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.any_strong is None and self.strong:
             self.any_strong = _alternation(self.strong)
+        if self.any_strong is not None:
+            self._scan = _scanners(self.strong) or (self.any_strong,)
+        self.weak = [_anchored(p) for p in self.weak]
+        self.negative = [_anchored(p) for p in self.negative]
+        self._any_weak = _scanners(self.weak)
 
     def strong_match(self, window: str) -> bool:
-        if self.any_strong is not None:
-            return self.any_strong.search(window) is not None
+        if self._scan:
+            return any(r.search(window) is not None for r in self._scan)
         return any(p.search(window) for p in self.strong)
 
+    def weak_count(self, window: str) -> int:
+        """Weak cues found minus negative ones (0 at once when no weak cue is there at all)."""
+        if self._any_weak and not any(r.search(window) for r in self._any_weak):
+            return 0
+        return sum(1 for p in self.weak if p.search(window)) - sum(1 for p in self.negative if p.search(window))
 
-def _alternation(patterns: list[re.Pattern]) -> re.Pattern | None:
+
+def _scanners(patterns: list[re.Pattern]) -> tuple[re.Pattern, ...]:
+    """Alternations that together find what any of the patterns finds: one for the patterns that
+    start a word (searched at word starts only) and one for the rest; () if they cannot be joined."""
+    starts = [p for p in patterns if _starts_a_word(p)]
+    others = [p for p in patterns if not _starts_a_word(p)]
+    scan = [_alternation(starts, word_start=True) if starts else None, _alternation(others) if others else None]
+    if any(r is None for r, wanted in zip(scan, (starts, others)) if wanted):
+        return ()
+    return tuple(r for r in scan if r is not None)
+
+
+def _alternation(patterns: list[re.Pattern], *, word_start: bool = False) -> re.Pattern | None:
     """One regex for a list (faster than one search each); None where they cannot be joined
-    (a pattern with inline global flags), then each is searched on its own."""
+    (a pattern with inline global flags), then each is searched on its own. ``word_start``:
+    every pattern starts a word, so positions inside a word are skipped before any is tried."""
     try:
-        return re.compile("|".join(f"(?:{p.pattern})" for p in patterns))
+        return re.compile(("(?<!\\w)" if word_start else "") + "(?:" + "|".join(f"(?:{p.pattern})" for p in patterns) + ")")
     except re.error:
         return None
+
+
+def _starts_a_word(pattern: re.Pattern) -> bool:
+    """Whether every match of the pattern begins at the start of a word (``\\b``, ``^`` or a
+    letter), so the search may skip positions inside words."""
+    try:
+        from re import _constants as c
+        from re import _parser
+        tree = _parser.parse(pattern.pattern, pattern.flags)
+    except Exception:   # the parser is internal; without it, search as written
+        return False
+
+    def first(items) -> bool:
+        if not items:
+            return False
+        op, av = items[0]
+        if op is c.AT:   # \\b also matches at the end of a word: what follows must start one
+            return av in (c.AT_BEGINNING, c.AT_BEGINNING_STRING) or (av is c.AT_BOUNDARY and first(items[1:]))
+        if op is c.LITERAL:
+            return chr(av).isalnum()
+        if op is c.IN:
+            return all(o is c.LITERAL and chr(v).isalnum() for o, v in av)
+        if op is c.BRANCH:
+            return all(first(list(b)) for b in av[1])
+        if op is c.SUBPATTERN:
+            return first(list(av[-1]))
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT):   # an optional start: both it and what follows start a word
+            lo, _, body = av
+            return first(list(body)) and (lo > 0 or first(items[1:]))
+        return False
+    return first(list(tree))
+
+
+def _anchored(pattern: re.Pattern) -> re.Pattern:
+    if not _starts_a_word(pattern):
+        return pattern
+    try:
+        return re.compile(f"(?<!\\w)(?:{pattern.pattern})", pattern.flags)
+    except re.error:
+        return pattern
 
 
 def load_lexicon(path: Path) -> Lexicon:
@@ -115,7 +182,7 @@ class RefusalDetector:
     def __init__(self, *, folders: list[str | Path] | None = None, classifier: str | None = None):
         self.folders = [data_dir() / "refusal_lexicon"] + [Path(f) for f in folders or []]
         self._lexicons: dict[str, list[Lexicon]] = {}
-        self._plans: dict[str, tuple[list[Lexicon], re.Pattern | None]] = {}   # lang -> (lexicons, ignore)
+        self._plans: dict[str, tuple[list[Lexicon], tuple[re.Pattern, ...]]] = {}   # lang -> (lexicons, ignore)
         self._seen: dict[tuple[str, str], float] = {}   # (lang, window) -> score: composed templates share openings
         self.classifier_id = classifier
         self._classifier = None
@@ -137,11 +204,11 @@ class RefusalDetector:
                 h.update(p.name.encode() + p.read_bytes())
         return h.hexdigest()[:16] + (f"+{self.classifier_id}" if self.classifier_id else "")
 
-    def _plan(self, lang: str) -> tuple[list[Lexicon], re.Pattern | None]:
+    def _plan(self, lang: str) -> tuple[list[Lexicon], tuple[re.Pattern, ...]]:
         if lang not in self._plans:
             lexes = self.lexicons(lang) + (self.lexicons("en") if lang != "en" else [])
             ignore = [p for lex in lexes for p in lex.ignore]
-            self._plans[lang] = (lexes, _alternation(ignore) if ignore else None)
+            self._plans[lang] = (lexes, (_scanners(ignore) or tuple(ignore)) if ignore else ())
         return self._plans[lang]
 
     def window(self, text: str, lang: str) -> str:
@@ -165,7 +232,7 @@ class RefusalDetector:
         for lex in lexes:
             if lex.strong_match(window):
                 return 1.0
-            weak += sum(1 for p in lex.weak if p.search(window)) - sum(1 for p in lex.negative if p.search(window))
+            weak += lex.weak_count(window)
         return 0.75 if weak >= 2 else (0.25 if weak == 1 else 0.0)
 
     def _classify(self, texts: list[str]) -> list[float]:
