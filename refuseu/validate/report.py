@@ -156,8 +156,8 @@ def write_report(result: dict, out: Path) -> list[str]:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    langs = list(result["after"]["per_language"])
     b, a = result["before"]["per_language"], result["after"]["per_language"]
+    langs = [lang for lang in result["settings"]["eval_langs"] if lang in a]  # the command's order, English first
     n_h = [b[lang]["n_harmful"] for lang in langs]
     n_b = [b[lang]["n_benign"] for lang in langs]
     _overview(plt, result, langs, out / "overview.png")

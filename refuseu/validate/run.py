@@ -54,6 +54,8 @@ class ValidateConfig:
     comply_steps: int = 200            # tiny only: SFT steps that teach the tiny model to comply
     comply_learning_rate: float = 1e-2
     comply_batch_size: int = 16
+    tiny_hidden: int = 64              # tiny only: the model's width and depth
+    tiny_layers: int = 2
 
     def __post_init__(self):
         for key, value in (TINY_DEFAULTS if self.tiny else DEFAULTS).items():
@@ -190,7 +192,8 @@ def _model(cfg: ValidateConfig, rows: pl.DataFrame, out: Path, report) -> tuple[
         from refuseu.devtools.tiny_llama import build_tiny_llama
 
         texts = [t for c in ("prompt", "chosen", "rejected") for t in rows[c].drop_nulls().unique().to_list()]
-        base = build_tiny_llama(out / "tiny-model", extra_lines=texts, hidden=64, layers=2, seed=cfg.seed)
+        base = build_tiny_llama(out / "tiny-model", extra_lines=texts, hidden=cfg.tiny_hidden, layers=cfg.tiny_layers,
+                                seed=cfg.seed)
         harmful = rows.filter((pl.col("file_split") == "train") & (pl.col("kind") == "harmful")
                               & pl.col("rejected").is_not_null())
         report(f"teaching the tiny model to comply: SFT on {harmful.height} harmful train prompts -> their "
