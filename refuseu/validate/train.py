@@ -51,6 +51,15 @@ def _quiet_trainer(trainer, callback) -> None:
     trainer.add_callback(callback)
 
 
+def _log_every(max_steps: int) -> int:
+    """About six log lines per run, the last at the last step."""
+    target = max(1, round(max_steps / 6))
+    for n in range(target, max(1, target // 2) - 1, -1):
+        if max_steps % n == 0:
+            return n
+    return target
+
+
 def _common_args(cfg, out: Path, max_steps: int, learning_rate: float, batch_size: int) -> dict:
     import datasets
     import torch
@@ -58,7 +67,7 @@ def _common_args(cfg, out: Path, max_steps: int, learning_rate: float, batch_siz
     datasets.disable_progress_bars()  # TRL's tokenizing bars: the terminal gets the step lines only
 
     return dict(output_dir=str(out / "trainer"), per_device_train_batch_size=batch_size, max_steps=max_steps,
-                learning_rate=learning_rate, max_length=cfg.max_length, logging_steps=max(1, max_steps // 6),
+                learning_rate=learning_rate, max_length=cfg.max_length, logging_steps=_log_every(max_steps),
                 save_strategy="no", report_to=[], seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=True,
                 use_cpu=not torch.cuda.is_available(), dataset_num_proc=None)
 
