@@ -111,8 +111,9 @@ class Lexicon:
 def _scanners(patterns: list[re.Pattern]) -> tuple[re.Pattern, ...]:
     """Alternations that together find what any of the patterns finds: one for the patterns that
     start a word (searched at word starts only) and one for the rest; () if they cannot be joined."""
-    starts = [p for p in patterns if _starts_a_word(p)]
-    others = [p for p in patterns if not _starts_a_word(p)]
+    parts = [q for p in patterns for q in _branches(p)]
+    starts = [p for p in parts if _starts_a_word(p)]
+    others = [p for p in parts if not _starts_a_word(p)]
     scan = [_alternation(starts, word_start=True) if starts else None, _alternation(others) if others else None]
     if any(r is None for r, wanted in zip(scan, (starts, others)) if wanted):
         return ()
@@ -127,6 +128,38 @@ def _alternation(patterns: list[re.Pattern], *, word_start: bool = False) -> re.
         return re.compile(("(?<!\\w)" if word_start else "") + "(?:" + "|".join(f"(?:{p.pattern})" for p in patterns) + ")")
     except re.error:
         return None
+
+
+def _branches(pattern: re.Pattern) -> list[re.Pattern]:
+    """The top-level alternatives of a pattern (``a|b`` -> ``a``, ``b``), each its own pattern,
+    so one alternative that may start inside a word does not slow the others down."""
+    src, out, depth, start, i, in_class = pattern.pattern, [], 0, 0, 0, False
+    while i < len(src):
+        ch = src[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if src[i + 1:i + 2] == "]":   # a ']' right after '[' is a literal
+                i += 1
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append(src[start:i])
+            start = i + 1
+        i += 1
+    if not out:
+        return [pattern]
+    out.append(src[start:])
+    try:
+        return [re.compile(b, pattern.flags) for b in out]
+    except re.error:
+        return [pattern]
 
 
 def _starts_a_word(pattern: re.Pattern) -> bool:
@@ -183,6 +216,7 @@ class RefusalDetector:
         self.folders = [data_dir() / "refusal_lexicon"] + [Path(f) for f in folders or []]
         self._lexicons: dict[str, list[Lexicon]] = {}
         self._plans: dict[str, tuple[list[Lexicon], tuple[re.Pattern, ...]]] = {}   # lang -> (lexicons, ignore)
+        self._strong: dict[str, tuple[re.Pattern, ...] | None] = {}   # lang -> joined strong scanners
         self._seen: dict[tuple[str, str], float] = {}   # (lang, window) -> score: composed templates share openings
         self.classifier_id = classifier
         self._classifier = None
@@ -228,11 +262,16 @@ class RefusalDetector:
 
     def _score_window(self, window: str, lang: str) -> float:
         lexes, _ = self._plan(lang)
-        weak = 0
-        for lex in lexes:
-            if lex.strong_match(window):
+        strong = self._strong.get(lang)
+        if strong is None:   # the strong patterns of every lexicon read for the language, in as few scans as possible
+            joined = _scanners([p for lex in lexes for p in lex.strong])
+            strong = self._strong[lang] = joined if joined or not any(lex.strong for lex in lexes) else None
+        if strong is not None:
+            if any(r.search(window) for r in strong):
                 return 1.0
-            weak += lex.weak_count(window)
+        elif any(lex.strong_match(window) for lex in lexes):
+            return 1.0
+        weak = sum(lex.weak_count(window) for lex in lexes)
         return 0.75 if weak >= 2 else (0.25 if weak == 1 else 0.0)
 
     def _classify(self, texts: list[str]) -> list[float]:
