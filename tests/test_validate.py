@@ -228,3 +228,14 @@ def test_figures_are_labelled(tmp_path, monkeypatch):
                 assert len(texts) == sum(len(c) for c in ax.containers) > 0  # a value on each bar
             else:  # the heatmap
                 assert texts.count("0.60") == 2 and texts.count("1.00") == 2
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--judge-engine", "classifier"], 2, "judge engine 'classifier' needs a model"),
+    (["--judge-engine", "llm", "--judge-model", "nobody/missing-judge"], 1,
+     "model 'nobody/missing-judge' (stage judge) is not available locally"),
+])
+def test_validate_judge_problems_stop_before_training(release_de, tmp_path, args, code, message):
+    res = CliRunner().invoke(cli, ["validate", str(release_de), "--tiny", *args, "--out", str(tmp_path / "v")])
+    assert res.exit_code == code and message in res.output, res.output
+    assert not (tmp_path / "v" / "tiny-model").exists()

@@ -143,9 +143,15 @@ class Evaluator:
         from refuseu.engines.lid.combined import CombinedLid
         from refuseu.judges import make_judge
 
+        from pydantic import ValidationError
+
         self.rows, self.cfg, self.out, self.reporter = eval_rows, cfg, out, reporter
-        self.judge = make_judge(JudgeConfig(engine=cfg.judge_engine, model=cfg.judge_model, seed=cfg.seed),
-                                cache_dir=out / "judge-cache")
+        try:
+            judge_cfg = JudgeConfig(engine=cfg.judge_engine, model=cfg.judge_model, seed=cfg.seed)
+        except ValidationError as e:
+            raise InputError(e.errors()[0]["msg"].removeprefix("Value error, "), field="--judge-model") from None
+        self.judge = make_judge(judge_cfg, cache_dir=out / "judge-cache")
+        self.judge.prepare()  # a missing judge model stops the run before any training
         self.lid, self.threshold = CombinedLid(langs), LidConfig().threshold
 
     def __call__(self, model_dir: Path, label: str) -> dict:
@@ -254,8 +260,8 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     ev = rows.filter((pl.col("config") == "evaluation") & pl.col("lang").is_in(eval_langs))
     if cfg.eval_limit:
         ev = ev.group_by("lang", "kind", maintain_order=True).head(cfg.eval_limit)
-    model_dir, model_label = _model(cfg, rows, out, report)
     evaluate = Evaluator(ev, cfg, eval_langs, out, reporter)
+    model_dir, model_label = _model(cfg, rows, out, report)
     tok = AutoTokenizer.from_pretrained(model_dir)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
