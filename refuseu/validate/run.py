@@ -28,7 +28,7 @@ from refuseu.validate.train import conversation, train_comply, train_dpo
 # (full fine-tuning, a higher learning rate and an NLL term on the chosen answers, since a
 # random-weight model must first learn to write a refusal at all; fewer evaluation prompts).
 DEFAULTS = {"lora": True, "learning_rate": 5e-5, "sft_weight": 0.0, "max_steps": 60, "eval_limit": None}
-TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 150, "eval_limit": 10}
+TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 300, "eval_limit": 10}
 
 
 @dataclass
