@@ -301,7 +301,7 @@ class JudgeConfig(Section):
     def _model_when_needed(self):
         if self.engine in ("classifier", "llm") and not self.model:
             raise ValueError(f"judge engine '{self.engine}' needs a model: give judge.model (a Hub id or a local "
-                             "folder; --model on the command line), or use engine: lexicon")
+                             "folder; --model for refuseu judge, --judge-model for refuseu validate), or use engine: lexicon")
         return self
 
 
