@@ -106,6 +106,12 @@ def main() -> int:
     rows_s = args.rows / r["first"]
     ratio = r["first"] / r["cached"]
     print(f"first build:          {r['first']:.2f}s  -> {rows_s:,.0f} rows/s   (target >= 30,000)")
+    # The rebuild with every stage cached costs about what writing the release does (Parquet,
+    # hashes, the card and its figures, the report page) plus reading the cache: shown apart;
+    # the target above is for the whole build.
+    stages = max(1e-9, r["first"] - r["stage_cached"])
+    print(f"  about {r['stage_cached']:.2f}s of it writes the release (the stage-cached rebuild); the stages: "
+          f"{stages:.2f}s -> {args.rows / stages:,.0f} rows/s")
     print(f"peak RSS:             {r['rss_mb']:.0f} MB                (target < 1024)")
     print(f"cached rebuild:       {r['cached'] * 1000:.1f} ms -> {ratio:,.0f}x faster (target >= 20x)")
     print(f"rebuild from stage cache (release folder removed): {r['stage_cached']:.2f}s "
