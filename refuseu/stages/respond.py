@@ -87,6 +87,7 @@ class RespondStage(Stage):
             model = getattr(config, field)
             if model:
                 engine = GENERATORS.get(config.engine)(model, config)
+                engine.flag = f"respond.{field} / --{field.replace('_', '-')}"
                 self.generators[role] = CachedGenerator(engine, cache)
         self.judge_config = judge or JudgeConfig()
         self._judge = None

@@ -8,6 +8,8 @@ from refuseu.engines.models import resolve_model_dir
 
 class GeneratorBase:
     name = "base"
+    #: the setting and option that name this model, for messages (the respond stage sets it per role)
+    flag = "respond.generator / --generator"
 
     def __init__(self, model: str, config: RespondConfig):
         self.model_id = model
@@ -18,5 +20,5 @@ class GeneratorBase:
         """(local folder, revision) of the model, without downloading; fails with the fix."""
         if self._resolved is None:
             self._resolved = resolve_model_dir(self.model_id, revision=self.config.revision, stage="respond",
-                                               flag="respond.generator / --generator")
+                                               flag=self.flag)
         return self._resolved
