@@ -120,12 +120,9 @@ class LLMJudge(ModelJudge):
                                             f"{str(e).splitlines()[0]}",
                                             hint="give a chat model (judge.mode rubric) or Llama Guard 3 "
                                                  "(judge.mode llama_guard)") from None
-            if not getattr(tok, "chat_template", None):
-                raise BuildError(f"judge.model '{self.config.model}' has no chat template",
-                                 hint="use an instruction-tuned chat model or Llama Guard 3")
-            tok.padding_side = "left"
-            if tok.pad_token_id is None:
-                tok.pad_token = tok.eos_token
+            from refuseu.engines.generators.hf import prepare_chat_tokenizer
+            prepare_chat_tokenizer(tok, what=f"judge.model '{self.config.model}'",
+                                   hint="use an instruction-tuned chat model or Llama Guard 3")
             self._loaded = (tok, model, self._word_ids(tok))
         return self._loaded
 

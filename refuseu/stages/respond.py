@@ -23,7 +23,6 @@ fact a refusal (``rejected_is_refusal``) and a helpful answer that refuses
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import polars as pl
@@ -31,7 +30,7 @@ import polars as pl
 from refuseu.config import JudgeConfig, LidConfig, QeConfig, RespondConfig
 from refuseu.engines.cache import CachedGenerator, CachedTranslator, ItemCache
 from refuseu.engines.generators import GENERATORS
-from refuseu.engines.qe.checks import cheap_check, max_run
+from refuseu.engines.qe.checks import cheap_check, repetition
 from refuseu.engines.responders.reference import ReferenceAnswers
 from refuseu.engines.responders.templates import TemplateRegistry
 from refuseu.errors import BuildError
@@ -56,13 +55,7 @@ def degenerate(text: str | None) -> str | None:
     """Why a generated answer is unusable (empty, a token or short sequence looping), else None."""
     if text is None or not text.strip():
         return "empty"
-    tokens = text.split()
-    if len(tokens) >= MAX_REPEAT and max_run([t.casefold() for t in tokens]) >= MAX_REPEAT:
-        return "degenerate"
-    chars = text.replace(" ", "")
-    if len(chars) >= 12 and re.search(r"(.{1,4})\1{" + str(MAX_REPEAT * 2) + r",}", chars):
-        return "degenerate"
-    return None
+    return "degenerate" if repetition(text, MAX_REPEAT) else None
 
 
 class RespondStage(Stage):

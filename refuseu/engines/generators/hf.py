@@ -8,6 +8,16 @@ from refuseu.engines.translators.hf import token_batches
 from refuseu.errors import BuildError, ModelUnavailableError
 
 
+def prepare_chat_tokenizer(tok, *, what: str, hint: str) -> None:
+    """A chat model's tokenizer for batched generation: it must have a chat template; left
+    padding, with end-of-sequence as padding when it has no pad token."""
+    if not getattr(tok, "chat_template", None):
+        raise BuildError(f"{what} has no chat template", hint=hint)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+
+
 class HFGenerator(GeneratorBase):
     name = "hf"
 
@@ -45,12 +55,7 @@ class HFGenerator(GeneratorBase):
             except (OSError, ValueError) as e:
                 raise ModelUnavailableError(f"could not load generator '{self.model_id}': {e}",
                                             hint="re-download it with `refuseu models pull`") from None
-            if not getattr(tok, "chat_template", None):
-                raise BuildError(f"generator '{self.model_id}' has no chat template",
-                                 hint="use an instruction-tuned chat model")
-            tok.padding_side = "left"
-            if tok.pad_token_id is None:
-                tok.pad_token = tok.eos_token
+            prepare_chat_tokenizer(tok, what=f"generator '{self.model_id}'", hint="use an instruction-tuned chat model")
             self._loaded = (tok, model)
         return self._loaded
 

@@ -52,10 +52,19 @@ def cheap_check(source: str, translation: str | None, *, min_ratio: float, max_r
     lost = _missing(_PLACEHOLDER.findall(src), _PLACEHOLDER.findall(tgt))
     if lost:
         return "lost_placeholders", f"missing {', '.join(lost[:5])}"
-    tokens = tgt.split()
-    if len(tokens) >= max_repeat and max_run([t.casefold() for t in tokens]) >= max_repeat:
-        return "degenerate_repetition", f"a token repeated {max_run([t.casefold() for t in tokens])} times in a row"
-    chars = tgt.replace(" ", "")
+    why = repetition(tgt, max_repeat)
+    return ("degenerate_repetition", why) if why else None
+
+
+def repetition(text: str, max_repeat: int) -> str | None:
+    """Why ``text`` loops (a token ``max_repeat`` times in a row, or a short character
+    sequence many times), else None."""
+    tokens = text.split()
+    if len(tokens) >= max_repeat:
+        run = max_run([t.casefold() for t in tokens])
+        if run >= max_repeat:
+            return f"a token repeated {run} times in a row"
+    chars = text.replace(" ", "")
     if len(chars) >= 12 and re.search(r"(.{1,4})\1{" + str(max_repeat * 2) + r",}", chars):
-        return "degenerate_repetition", "a short character sequence repeated many times"
+        return "a short character sequence repeated many times"
     return None

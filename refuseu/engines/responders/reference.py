@@ -9,7 +9,6 @@ your own in the same layout (``respond.reference_answers``) serves your benign p
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -29,14 +28,8 @@ class ReferenceAnswers:
         self._cache: dict[str, dict[str, str]] = {}
 
     def version(self, languages: list[str]) -> str | None:
-        if not self.enabled:
-            return None
-        h = hashlib.sha256()
-        for lang in sorted(languages):
-            p = self.folder / f"{lang}.jsonl"
-            if p.exists():
-                h.update(lang.encode() + b"\0" + p.read_bytes())
-        return h.hexdigest()[:16]
+        from refuseu.signatures import files_version
+        return files_version(self.folder, languages, ".jsonl") if self.enabled else None
 
     def answers(self, lang: str) -> dict[str, str]:
         """English prompt text (normalized) -> answer in ``lang``; empty when there is no file."""

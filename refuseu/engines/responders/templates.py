@@ -20,7 +20,6 @@ composes only from entries in that address or unmarked ones, so no answer mixes 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -498,12 +497,8 @@ class TemplateRegistry:
         return sorted(p.stem for p in self.folder.glob("*.yaml"))
 
     def version(self, languages: list[str]) -> str:
-        h = hashlib.sha256()
-        for lang in sorted(languages):
-            p = self.folder / f"{lang}.yaml"
-            if p.exists():
-                h.update(lang.encode() + b"\0" + p.read_bytes())
-        return h.hexdigest()[:16]
+        from refuseu.signatures import files_version
+        return files_version(self.folder, languages, ".yaml")
 
     def require(self, languages: list[str]) -> None:
         missing = [lang for lang in languages if not (self.folder / f"{lang}.yaml").exists()]
