@@ -11,6 +11,32 @@ PAIR_COLUMNS = ("pair_id", "prompt_id", "group_id", "lang", "split", "kind", "ca
                 "prompt", "chosen", "rejected", "chosen_origin", "rejected_origin", "chosen_fallback", "origin", "engine",
                 "engine_revision", "qe_score", "qe_method", "lid_lang", "lid_score", "source")
 EVAL_SPLIT = "eval"
+#: Text columns that a light table replaces by their length and hash.
+TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+#: Per-row ids a light table leaves out (unique per row: no summary needs them).
+ID_COLUMNS = ("pair_id", "prompt_id", "group_id")
+
+
+def light_table(df: pl.DataFrame) -> pl.DataFrame:
+    """A release table as the card, its figures and the counts need it, in a fraction of the
+    memory: each of ``prompt``/``chosen``/``rejected`` becomes ``<col>_chars`` (UInt32, length
+    in characters) and ``<col>_hash`` (UInt64, equal texts give equal hashes), null where the
+    text is null; the per-row ids are left out; every other string column is Categorical
+    (cast to String before sorting by it: a Categorical's order is not its text's)."""
+    exprs = []
+    for col in df.columns:
+        if col in ID_COLUMNS:
+            continue
+        if col in TEXT_COLUMNS:
+            c = pl.col(col)
+            exprs.append(c.str.len_chars().cast(pl.UInt32).alias(f"{col}_chars"))
+            exprs.append(pl.when(c.is_null()).then(None).otherwise(c.hash(seed=0)).cast(pl.UInt64)
+                         .alias(f"{col}_hash"))
+        elif df.schema[col] == pl.String:
+            exprs.append(pl.col(col).cast(pl.Categorical))
+        else:
+            exprs.append(pl.col(col))
+    return df.select(exprs)
 
 
 def release_tables(pairs: pl.DataFrame, languages: list[str]) -> dict[tuple[str, str], pl.DataFrame]:
