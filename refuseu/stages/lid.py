@@ -60,7 +60,7 @@ class LidStage(Stage):
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         if "lid_lang" not in df.columns:
             df = df.with_columns(lid_lang=pl.lit(None, dtype=pl.String), lid_score=pl.lit(None, dtype=pl.Float64))
-        check = df.filter(pl.col("lang") != "en") if self.config.enabled else df.clear()
+        check = df.with_row_index("__o").filter(pl.col("lang") != "en") if self.config.enabled else df.clear()
         if check.height == 0:
             return StageResult(kept=df, rejected=self.reject(df.clear(), ""))
         thresholds = {lang: self.config.threshold_for(lang) for lang in self.languages}
@@ -88,5 +88,7 @@ class LidStage(Stage):
         bad = check.filter(pl.col("__reason").is_not_null())
         rejected = self.reject(bad, pl.col("__reason"), pl.col("__detail"))
         good = check.filter(pl.col("__reason").is_null()).drop("__reason", "__detail")
-        kept = pl.concat([df.filter(pl.col("lang") == "en"), good], how="vertical") if self.config.enabled else df
+        # English rows and the rows that passed, in the input's order (chunks give the whole).
+        kept = pl.concat([df.with_row_index("__o").filter(pl.col("lang") == "en"), good.select(["__o", *df.columns])],
+                         how="vertical").sort("__o").drop("__o") if self.config.enabled else df
         return StageResult(kept=kept, rejected=rejected)

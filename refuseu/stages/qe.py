@@ -94,11 +94,52 @@ class QeStage(Stage):
                     bar.update(len(got))
         return [done[h] for h in hashes]
 
+    def needs_whole_table(self) -> bool:
+        # The best P% of a language's rows is a choice over all of them.
+        return self.active and self.scorer is not None and (
+            self.config.percentile is not None or bool(self.config.percentiles))
+
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
+        res = self._run(df, ctx)
+        res.stats = self.merge_stats([res.stats])
+        return res
+
+    def run_stream(self, chunks, ctx: StageContext):
+        for chunk in chunks:
+            res = self._run(chunk, ctx)
+            res.input = chunk
+            yield res
+
+    def merge_stats(self, parts: list[dict]) -> dict:
+        """Score figures per language over every chunk (chunks carry their raw scores)."""
+        merged: dict[str, dict] = {}
+        for part in parts:
+            for lang, st in part.items():
+                m = merged.setdefault(lang, {**st, "_scores": [], "_passed": 0})
+                m["_scores"].append(st["_scores"])
+                m["_passed"] += st["_passed"]
+        stats = {}
+        for lang, m in merged.items():
+            scores = np.concatenate(m["_scores"]) if m["_scores"] else np.zeros(0)
+            n = len(scores)
+            q = np.quantile(scores, [0.1, 0.5, 0.9]) if n else [None] * 3
+            stats[lang] = {"method": m["method"], "scored": int(n),
+                           "mean": round(float(scores.mean()), 4) if n else None,
+                           "p10": round(float(q[0]), 4) if n else None,
+                           "p50": round(float(q[1]), 4) if n else None,
+                           "p90": round(float(q[2]), 4) if n else None,
+                           "threshold": m["threshold"], "percentile": m["percentile"], "cutoff": m["cutoff"],
+                           "pass_rate": round(float(m["_passed"] / n), 4) if n else None}
+        return stats
+
+    def _run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
+        """The stage on one chunk; its stats carry the raw scores (see :meth:`merge_stats`)."""
         cfg = self.config
         if not self.active:
             return StageResult(kept=df, rejected=self.reject(df.clear(), ""))
         check = (pl.col("lang") != "en") & pl.col("origin").is_in(cfg.apply_to)
+        columns = df.columns
+        df = df.with_row_index("__o")  # the output keeps the input's row order (chunks = whole)
         todo, rest = df.filter(check), df.filter(~check)
         verdicts = [cheap_check(s, t, min_ratio=cfg.min_length_ratio, max_ratio=cfg.max_length_ratio,
                                 max_repeat=cfg.max_repeat)
@@ -141,13 +182,7 @@ class QeStage(Stage):
             rejects.append(self.reject(part.filter(pl.col("__reason").is_not_null()), pl.col("__reason"),
                                        pl.col("__detail")))
             kept.append(part.filter(pl.col("__reason").is_null()).drop("__reason", "__detail"))
-            q = np.quantile(scores, [0.1, 0.5, 0.9]) if len(scores) else [None] * 3
-            stats[lang] = {"method": self.scorer.method, "scored": int(len(scores)),
-                           "mean": round(float(scores.mean()), 4) if len(scores) else None,
-                           "p10": round(float(q[0]), 4) if len(scores) else None,
-                           "p50": round(float(q[1]), 4) if len(scores) else None,
-                           "p90": round(float(q[2]), 4) if len(scores) else None,
-                           "threshold": thr, "percentile": pct, "cutoff": cutoff,
-                           "pass_rate": round(float(ok.mean()), 4) if len(scores) else None}
-        out = pl.concat(kept, how="diagonal_relaxed") if kept else df
-        return StageResult(kept=out.select(df.columns), rejected=concat_rejects(rejects), stats=stats)
+            stats[lang] = {"method": self.scorer.method, "threshold": thr, "percentile": pct, "cutoff": cutoff,
+                           "_scores": scores, "_passed": int(ok.sum())}
+        out = pl.concat(kept, how="diagonal_relaxed").sort("__o") if kept else df
+        return StageResult(kept=out.select(columns), rejected=concat_rejects(rejects), stats=stats)

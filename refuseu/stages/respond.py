@@ -166,6 +166,8 @@ class RespondStage(Stage):
         ).drop("__c", "__r", "__ref", "__over")
 
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
+        columns = df.columns
+        df = df.with_row_index("__o")  # the output keeps the input's row order (chunks = whole)
         frames = [self._from_templates(part, lang) for (lang,), part in df.group_by("lang", maintain_order=True)]
         kept = pl.concat(frames) if frames else df.with_columns(
             **{c: pl.lit(None, dtype=pl.String)
@@ -174,7 +176,8 @@ class RespondStage(Stage):
         rejects = []
         if self.generators:
             kept, rejects = self._with_generators(kept, ctx)
-        return StageResult(kept=kept, rejected=concat_rejects(rejects))
+        extra = [c for c in kept.columns if c not in columns and c != "__o"]
+        return StageResult(kept=kept.sort("__o").select([*columns, *extra]), rejected=concat_rejects(rejects))
 
     # --- generators ---------------------------------------------------------------------
 

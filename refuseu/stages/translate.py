@@ -70,7 +70,7 @@ class TranslateStage(Stage):
     def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
         kept, rejects = [], []
         lacking: dict[str, tuple[int, str]] = {}
-        base = df.with_columns(**{c: pl.lit(None, dtype=t) for c, t in QUALITY_COLUMNS.items()})
+        base = df.with_columns(**{c: pl.lit(None, dtype=t) for c, t in QUALITY_COLUMNS.items()}).with_row_index("__i")
         for lang in self.languages:
             if lang == "en":
                 kept.append(base.with_columns(lang=pl.lit("en"), prompt=pl.col("text"), origin=pl.lit("source"),
@@ -110,4 +110,15 @@ class TranslateStage(Stage):
                 hint="configure an MT engine (translate.engine / --translator), add a translation memory "
                      "(translate.memory: a folder of <lang>.jsonl with source/target, or the output of "
                      "`refuseu translate`), or set translate.on_missing: reject to drop them ('untranslated')")
-        return StageResult(kept=pl.concat(kept, how="vertical"), rejected=concat_rejects(rejects))
+        return StageResult(kept=prompt_major(kept), rejected=concat_rejects(rejects))
+
+
+def prompt_major(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Rows of per-language tables (each in input order, with ``__i``: the input row) in
+    prompt-major order: every language of the first prompt, then of the second, ... The order
+    then depends on each row alone, so translating a table in chunks gives the same rows in
+    the same order as translating it whole."""
+    if len(frames) == 1:
+        return frames[0].drop("__i")
+    both = pl.concat([f.with_columns(__l=pl.lit(i, dtype=pl.UInt32)) for i, f in enumerate(frames)], how="vertical")
+    return both.sort("__i", "__l").drop("__i", "__l")
