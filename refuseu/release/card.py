@@ -8,7 +8,7 @@ import polars as pl
 import yaml
 
 from refuseu.languages import LANGUAGES
-from refuseu.release.assemble import PAIR_COLUMNS
+from refuseu.release.assemble import ID_COLUMNS, PAIR_COLUMNS, TEXT_COLUMNS, light_table
 from refuseu.taxonomy import load_taxonomy
 
 GATING_PROMPT = ("This dataset contains harmful requests (in many languages) collected to train and "
@@ -196,8 +196,13 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
                 figures: dict[str, str] | None = None) -> str:
     """The card of exactly this release: ``sources`` are the source labels (``seed`` is the
     embedded seed); what a source or row does not have is not described. ``figures``: the
-    release's images (relative path -> caption), shown in a Figures section."""
+    release's images (relative path -> caption), shown in a Figures section.
+
+    ``tables``: the release tables as :func:`~refuseu.release.assemble.light_table` makes them
+    (text lengths and hashes instead of texts); a full table is made light first, so both give
+    the same card."""
     tax = load_taxonomy()
+    tables = {key: light_table(df) for key, df in tables.items()}  # a light table stays as it is
     sources = list(sources if sources is not None else ["seed"])
     seed = "seed" in sources
     pairs = pl.concat([df for (c, _), df in tables.items() if c != "evaluation"] or [pl.DataFrame()],
@@ -238,28 +243,36 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
             style_rows = [[tax.names[s], counts.get(s, 0)] for s in tax.attack_styles]
             if counts.get(None):
                 style_rows.append(["(none)", counts[None]])
-        origin_rows = [list(r) for r in pairs.group_by("lang", "origin", "chosen_origin", "rejected_origin")
-                       .len().sort("lang", "origin", "chosen_origin", "rejected_origin",
-                             nulls_last=True).iter_rows()]
+        by = ["lang", "origin", "chosen_origin", "rejected_origin"]
+        # Sorted as text (a Categorical sorts by its codes).
+        origin_rows = [list(r) for r in pairs.select(pl.col(by).cast(pl.String)).group_by(by)
+                       .len().sort(by, nulls_last=True).iter_rows()]
     response_rows = []
-    if pairs.height and "chosen" in pairs.columns:
+    if pairs.height and "chosen_hash" in pairs.columns:
         harmful = pl.col("kind") == "harmful"
+        # Equal texts have equal hashes, and a hash is null where its text is: the distinct
+        # hashes are the distinct texts.
         for r in (pairs.group_by("lang", maintain_order=True)
                   .agg(benign=(pl.col("kind") == "benign").sum(),
-                       dc=pl.col("chosen").filter(harmful).n_unique(), dr=pl.col("rejected").filter(harmful).n_unique(),
-                       cm=pl.col("chosen").filter(harmful).str.len_chars().mean(),
-                       rm=pl.col("rejected").filter(harmful).str.len_chars().mean())
+                       dc=pl.col("chosen_hash").filter(harmful).n_unique(),
+                       dr=pl.col("rejected_hash").filter(harmful).n_unique(),
+                       cm=pl.col("chosen_chars").filter(harmful).mean(),
+                       rm=pl.col("rejected_chars").filter(harmful).mean())
                   .iter_rows(named=True)):
             response_rows.append([f"`{r['lang']}`", r["benign"], r["dc"], r["dr"],
                                   "-" if r["cm"] is None else f"{r['cm']:.0f}",
                                   "-" if r["rm"] is None else f"{r['rm']:.0f}"])
     engine_rows = [[stage, f"`{v}`"] for stage, v in engines.items()]
     if pairs.height and "engine" in pairs.columns:
-        for eng, rev, n in (pairs.group_by("engine", "engine_revision").len()
+        for eng, rev, n in (pairs.select(pl.col("engine", "engine_revision").cast(pl.String))
+                            .group_by("engine", "engine_revision").len()
                             .sort("engine", "engine_revision", nulls_last=True).iter_rows()):
             if eng not in ("source", "tm"):
                 engine_rows.append(["translate (model)", f"`{eng}` revision `{rev}`: {n} rows"])
-    columns = [c for c in PAIR_COLUMNS if c in everything.columns]
+    # The released columns: a light table holds a text's length instead of the text, and no
+    # per-row ids (every release has them).
+    columns = [c for c in PAIR_COLUMNS if c in everything.columns or c in ID_COLUMNS
+               or (c in TEXT_COLUMNS and f"{c}_chars" in everything.columns)]
     source_list = ", ".join(f"`{s}`" for s in sources)
 
     # -- sections, each only where it is true of this release -----------------------------

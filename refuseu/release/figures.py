@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from refuseu.release.assemble import light_table
 from refuseu.taxonomy import load_taxonomy
 
 FIGURES_DIR = "figures"
@@ -59,10 +60,13 @@ def _languages_figure(tables: dict[tuple[str, str], pl.DataFrame], languages: li
 
 
 def coverage_matrix(pairs: pl.DataFrame) -> tuple[list[str], list[str], list[list[int]]]:
-    """(category labels, style labels, counts[category][style]) over distinct prompts of ``pairs``;
-    categories and styles without any row are left out, rows without a style go to "(none)"."""
+    """(category labels, style labels, counts[category][style]) over distinct prompts of ``pairs``
+    (by ``prompt_id`` or its hash ``prompt_id_hash``; without either, each row is one prompt, as
+    in the pairs of one language); categories and styles without any row are left out, rows
+    without a style go to "(none)"."""
     tax = load_taxonomy()
-    harm = pairs.unique("prompt_id", keep="first") if "prompt_id" in pairs.columns else pairs
+    key = next((c for c in ("prompt_id", "prompt_id_hash") if c in pairs.columns), None)
+    harm = pairs.unique(key, keep="first") if key else pairs
     counts = {(c, s): n for c, s, n in harm.group_by("category", "attack_style").len().iter_rows()}
     cats = [c for c in tax.categories if any(k[0] == c for k in counts)]
     cats += sorted({str(k[0]) for k in counts if k[0] not in tax.categories})
@@ -124,10 +128,14 @@ def _funnel_figure(funnel: dict, path: Path) -> None:
 
 def write_card_figures(root: Path, *, tables: dict[tuple[str, str], pl.DataFrame], languages: list[str],
                        funnel: dict) -> dict[str, str]:
-    """Write the card's figures under ``root/figures``; returns relative path -> caption."""
+    """Write the card's figures under ``root/figures``; returns relative path -> caption.
+
+    ``tables``: the release tables as :func:`~refuseu.release.assemble.light_table` makes them; a
+    full table is made light first, so both give the same bytes."""
     import matplotlib
     import matplotlib.style
 
+    tables = {key: light_table(df) for key, df in tables.items()}  # a light table stays as it is
     pairs = pl.concat([df for (c, _), df in tables.items() if c != "evaluation"] or [pl.DataFrame()],
                       how="diagonal_relaxed")
     first = pairs.filter(pl.col("lang") == languages[0]) if pairs.height else pairs

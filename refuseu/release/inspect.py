@@ -101,7 +101,8 @@ def language_counts(release: str | Path, languages: list[str] | None = None) -> 
 
 
 def table_language_counts(tables: dict[tuple[str, str], pl.DataFrame], languages: list[str]) -> dict:
-    """:func:`language_counts` of release tables still in memory ((config, split) -> rows)."""
+    """:func:`language_counts` of release tables still in memory ((config, split) -> rows, full
+    or as :func:`~refuseu.release.assemble.light_table` makes them: only ``lang`` is read)."""
     return _tally(((config, split, df) for (config, split), df in tables.items()), languages)
 
 
