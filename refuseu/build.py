@@ -20,7 +20,7 @@ from refuseu.pipeline import Pipeline
 from refuseu.pipeline.cache import pid_alive, remove_path
 from refuseu.pipeline.lock import build_lock
 from refuseu.pipeline.progress import Reporter
-from refuseu.release.assemble import release_tables, write_parquet, write_tables
+from refuseu.release.assemble import stream_release, write_parquet
 from refuseu.release.card import render_card
 from refuseu.release.figures import write_card_figures
 from refuseu.release.inspect import language_counts, table_language_counts
@@ -95,7 +95,7 @@ def make_stages(recipe: Recipe, languages: list[str]) -> list[Stage]:
 def make_pipeline(recipe: Recipe, *, reporter: Reporter | None = None) -> Pipeline:
     languages = parse_langs(recipe.languages)
     return Pipeline(make_stages(recipe, languages), build_dir=recipe.build_dir, languages=languages,
-                    reporter=reporter)
+                    reporter=reporter, chunk_rows=recipe.executor.chunk_rows)
 
 
 def build_signature(recipe: Recipe, pipeline: Pipeline) -> str:
@@ -181,13 +181,12 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
 
     result = pipeline.run()
     summary.stages_run = result.stages_run
-    if result.table.height == 0:
+    if result.height == 0:
         reasons = [(f"{stage}/{reason}", n) for stage, per in reject_counts(result.funnel).items()
                    for reason, n in per.items()]
         why = ", ".join(f"{k}: {n}" for k, n in sorted(reasons, key=lambda kv: -kv[1])[:6]) or "no input rows"
         raise BuildError(f"no row survived the pipeline, so there is nothing to release (rejected: {why})",
                          hint="check the sources and the recipe limits named above (e.g. normalize.min_chars)")
-    tables = release_tables(result.table, languages)
     # Staged inside the output folder (same filesystem) and renamed into place: the release
     # exists whole or not at all, and its manifest is written last.
     out.mkdir(parents=True, exist_ok=True)
@@ -196,8 +195,10 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
     staging.mkdir()
     sources = pipeline.stages[0].signature_parts()["sources"]
     try:
-        written = write_tables(tables, staging, recipe.release.shard_rows,
-                               on_file=lambda rel: checkpoint("release:data"), fmt=recipe.release.format)
+        # Data files from the pipeline's output chunk by chunk; the card, its figures and the
+        # counts use light tables (lengths and hashes instead of texts).
+        written, tables = stream_release(result.chunks, languages, staging, recipe.release.shard_rows,
+                                         on_file=lambda rel: checkpoint("release:data"), fmt=recipe.release.format)
         rejects = result.rejects.sort("stage", "lang", "prompt_id", "reason", "detail", nulls_last=True)
         write_parquet(rejects, staging / "rejects.parquet")
         figures = write_card_figures(staging, tables=tables, languages=languages, funnel=result.funnel)

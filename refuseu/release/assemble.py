@@ -111,3 +111,69 @@ def write_tables(tables: dict[tuple[str, str], pl.DataFrame], root: Path, shard_
                 on_file(rel)
         written[f"{config}/{split}"] = files
     return written
+
+
+def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *, on_file=None,
+                   fmt: str = "standard") -> tuple[dict[str, list[str]], dict[tuple[str, str], pl.DataFrame]]:
+    """Write the release's data files from the pipeline's output read chunk by chunk; returns
+    config/split -> relative paths, and the light table (:func:`light_table`) of every
+    (config, split) for the card, its figures and the counts.
+
+    The files are the bytes :func:`write_tables` writes from the whole table: a first pass
+    counts the rows of each (config, split) (file names say how many shards there are), the
+    second fills each shard and writes it whole. Memory holds one chunk and at most one
+    unfinished shard per (config, split)."""
+    counts: dict[tuple[str, str], int] = {}
+    for chunk in chunks.select(["lang", "split", "chosen", "rejected"]):
+        for key, df in release_tables(chunk, languages).items():
+            counts[key] = counts.get(key, 0) + df.height
+    if not counts:
+        counts = {key: 0 for key in release_tables(pl.DataFrame(schema={c: pl.String for c in
+                                                                        ("lang", "split", "chosen", "rejected")}),
+                                                   languages)}
+    files = {key: data_files(*key, n, shard_rows) for key, n in counts.items()}
+    buffers: dict[tuple[str, str], list[pl.DataFrame]] = {key: [] for key in counts}
+    buffered = dict.fromkeys(counts, 0)
+    shard = dict.fromkeys(counts, 0)
+    light: dict[tuple[str, str], list[pl.DataFrame]] = {key: [] for key in counts}
+
+    def flush(key, final: bool) -> None:
+        while buffered[key] >= shard_rows or (final and (buffered[key] or shard[key] < len(files[key]))):
+            both = pl.concat(buffers[key], how="vertical") if len(buffers[key]) > 1 else (
+                buffers[key][0] if buffers[key] else None)
+            if both is None:  # an empty (config, split): one empty file, as write_tables writes
+                both = pl.DataFrame(schema=schema)
+            part, rest = both.slice(0, shard_rows), both.slice(shard_rows)
+            if fmt == "conversational":
+                part = conversational(part)
+            rel = files[key][shard[key]]
+            write_parquet(part, root / rel)
+            if on_file is not None:
+                on_file(rel)
+            shard[key] += 1
+            buffers[key] = [rest] if rest.height else []
+            buffered[key] = rest.height
+            if final and not buffered[key]:
+                break
+
+    schema = None
+    for chunk in chunks:
+        for key, df in release_tables(chunk, languages).items():
+            if schema is None:
+                schema = df.schema
+            if df.height:
+                buffers[key].append(df)
+                buffered[key] += df.height
+                light[key].append(light_table(df))
+                flush(key, final=False)
+    if schema is None:
+        schema = {c: pl.String for c in PAIR_COLUMNS}
+    for key in counts:
+        flush(key, final=True)
+    lights = {}
+    for key, frames in light.items():
+        if frames:
+            lights[key] = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+        else:
+            lights[key] = light_table(pl.DataFrame(schema=schema))
+    return {f"{c}/{s}": files[(c, s)] for (c, s) in counts}, lights

@@ -164,7 +164,11 @@ class Stage:
                            stats=self.merge_stats([r.stats for r in results]))
 
     def run_stream(self, chunks: Chunks, ctx: StageContext) -> Iterator[StageResult]:
-        """One result per input chunk, in order. Default: :meth:`run` on each chunk."""
+        """One result per input chunk, in order. Default: :meth:`run` on each chunk (a source
+        stage: :meth:`run` once, on an empty table)."""
+        if self.is_source:
+            yield self.run(pl.DataFrame(), ctx)
+            return
         for chunk in chunks:
             res = self.run(chunk, ctx)
             if res.input is None:
