@@ -168,22 +168,22 @@ def _rewrite_meta(entry: Path, change) -> None:
 
 
 def _largest_kept(build: Path) -> Path:
-    return max((build / "stages").glob("*/*/kept.arrow"), key=lambda p: p.stat().st_size)
+    return max((build / "stages").glob("*/*/kept-*.arrow"), key=lambda p: p.stat().st_size)
 
 
 CACHE_DAMAGE = {
     "kept_flip_64_bytes": lambda b: flip(_largest_kept(b), 400, 64),
-    "kept_flip_lid_response": lambda b: flip(_entry(b, "lid_response") / "kept.arrow", 100, 64),
+    "kept_flip_lid_response": lambda b: flip(_entry(b, "lid_response") / "kept-00000.arrow", 100, 64),
     "kept_truncated": lambda b: _largest_kept(b).write_bytes(_largest_kept(b).read_bytes()[:500]),
-    "kept_zero_length": lambda b: _entry(b, "respond").joinpath("kept.arrow").write_bytes(b""),
-    "kept_deleted": lambda b: _entry(b, "translate").joinpath("kept.arrow").unlink(),
+    "kept_zero_length": lambda b: _entry(b, "respond").joinpath("kept-00000.arrow").write_bytes(b""),
+    "kept_deleted": lambda b: _entry(b, "translate").joinpath("kept-00000.arrow").unlink(),
     "meta_garbage": lambda b: _entry(b, "lid_prompt").joinpath("meta.json").write_bytes(os.urandom(300)),
     "meta_empty_object": lambda b: _entry(b, "dedup").joinpath("meta.json").write_text("{}"),
     "meta_number_changed": lambda b: _entry(b, "split").joinpath("meta.json").write_text(
         _entry(b, "split").joinpath("meta.json").read_text().replace('"rows": ', '"rows": 1', 1)),
     "meta_deleted": lambda b: _entry(b, "qe").joinpath("meta.json").unlink(),
     "rejected_garbled": lambda b: flip(_entry(b, "lid_response") / "rejected.arrow", 100, 32),
-    "referenced_entry_flipped": lambda b: flip(_entry(b, "translate") / "kept.arrow", 300, 8),
+    "referenced_entry_flipped": lambda b: flip(_entry(b, "translate") / "kept-00000.arrow", 300, 8),
     "meta_incomplete_valid_checksum": lambda b: _rewrite_meta(_entry(b, "split"), lambda m: m.pop("funnel")),
     "entry_is_a_file": lambda b: [shutil.rmtree(_entry(b, "normalize")),
                                   (b / "stages" / "01-normalize" / "x").write_text("")],
