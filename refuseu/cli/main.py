@@ -110,11 +110,14 @@ def cli():
 @click.option("--ray-address", default=None,
               help="Ray cluster to join (implies --executor ray; default: executor.address, then RAY_ADDRESS, "
                    "else a local Ray).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
+              help="Rows per chunk of the streaming stages (default executor.chunk_rows, 100000): memory grows "
+                   "with it, the release does not.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def build(recipe_path, langs, sources, out, version, build_dir, translator, translator_model, qe, qe_model,
           generator, helpful_generator, refusal_generator, bump, keep_test_from, repair, lock_timeout, name, text_column,
-          category_column, default_category, default_kind, preset, executor, ray_address, as_json, quiet):
+          category_column, default_category, default_kind, preset, executor, ray_address, chunk_rows, as_json, quiet):
     """Build a release from a recipe (sources -> ... -> release folder)."""
     from refuseu.build import build as run_build
     from refuseu.languages import parse_langs
@@ -148,6 +151,8 @@ def build(recipe_path, langs, sources, out, version, build_dir, translator, tran
         if chosen["kind"] == "local" and ray_address:
             raise click.UsageError("--ray-address needs --executor ray")
         recipe = recipe.model_copy(update={"executor": recipe.executor.model_copy(update=chosen)})
+    if chunk_rows is not None:
+        recipe = recipe.model_copy(update={"executor": recipe.executor.model_copy(update={"chunk_rows": chunk_rows})})
     reporter = Reporter(quiet=quiet or as_json)
     reporter.info(f"building {recipe.release_name} ({', '.join(parse_langs(recipe.languages))})")
     from rich.markup import escape
