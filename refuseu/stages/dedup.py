@@ -8,12 +8,13 @@ components of the confirmed pairs, so the split keeps them on one side.
 How pairs are found, in three steps:
 
 1. Shingles are hashed in bulk (numpy) and MinHash digests of ``bands * rows`` values
-   (at most ``num_perm``) computed in rensa (Rust). An LSH pass in rensa, ``bands`` bands of
-   ``rows`` values each, flags the rows that share a band with another row: those with a
-   candidate, usually a small share.
-2. Candidates, for the flagged rows only, from the same bands: two rows are candidates when
-   all values of one band agree, and every row of a band bucket is paired with the bucket's
-   first row. A pair of Jaccard ``s`` becomes a candidate with probability (the S-curve)
+   (at most ``num_perm``) computed in rensa (Rust), a chunk of rows at a time. Each band of
+   ``rows`` consecutive values is mixed into one 64-bit key per row; only the keys are
+   kept (8 bytes per row and band, spilled to one file per band), not the digests.
+2. Candidates, one band at a time: two rows are candidates when their keys of one band
+   agree (all values of the band, but for a rare key collision, which step 3 drops), and
+   every row of a band bucket is paired with the bucket's first row (in input order). A
+   pair of Jaccard ``s`` becomes a candidate with probability (the S-curve)
 
        P(s) = 1 - (1 - s**rows) ** bands
 
@@ -25,9 +26,10 @@ How pairs are found, in three steps:
        s      0.5    0.6    0.7    0.8    0.9
        P(s)   0.13   0.40   0.79   0.986  1.000
 
-3. Every candidate pair is confirmed on the exact Jaccard of its two shingle sets (cheap
-   for pairs), so a pair below the threshold is never grouped, however many candidates the
-   low end of the S-curve lets through; expected recall at a Jaccard ``s >= threshold`` is
+3. Every candidate pair is confirmed on the exact Jaccard of its two shingle sets (the
+   texts are read again and only candidate rows shingled), so a pair below the threshold
+   is never grouped, however many candidates the low end of the S-curve lets through;
+   expected recall at a Jaccard ``s >= threshold`` is
    P(s). (Pairing with the bucket's first row keeps the work linear; two later rows of one
    bucket are compared only through another band, which costs little recall with 18 bands.)
 
@@ -36,19 +38,29 @@ Jaccard >= 0.8 and nothing grouped below 0.8 for the defaults.
 
 With ``semantic`` set, prompts of one (kind, category) whose sentence embeddings have a
 cosine similarity >= ``semantic.threshold`` are grouped too, after the MinHash pass (the
-same request in other words). The reject detail of ``near_action: reject`` gives the MinHash
-estimate of the similarity to the group's first row, or the embedding cosine.
+same request in other words). The reject detail of ``near_action: reject`` gives the exact
+shingle Jaccard of the row and its group's first row, or the embedding cosine.
+
+The stage streams (:meth:`DedupStage.run_stream`): it reads the prompt ids of every chunk
+(exact duplicates, ids held as 8-byte integers), then the texts of the rows kept (steps
+1-3), then every chunk to write its result. Memory at 2 million rows stays at tens of MB
+besides one chunk; whole texts are never held together. With ``semantic`` set the stage
+needs the whole table (embeddings of every prompt).
 """
 
 from __future__ import annotations
 
+import itertools
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import polars as pl
 
 from refuseu.config import DedupConfig
-from refuseu.stages.base import Stage, StageContext, StageResult, concat_rejects
+from refuseu.stages.base import Chunks, Stage, StageContext, StageResult, concat_rejects
 
 _P = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
@@ -181,90 +193,182 @@ def pair_jaccard(ids: np.ndarray, set_offsets: np.ndarray, a: np.ndarray, b: np.
     return out
 
 
-def _candidate_pairs(dig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(i, j) row pairs sharing a band bucket: every row with the first row of the bucket.
-
-    A band's values are mixed into one 64-bit key (a collision only adds a candidate, which
-    the exact check then drops)."""
-    n = len(dig)
-    idx = np.arange(n)
-    d64 = dig.astype(np.uint64)
-    pairs = []
+def _band_keys_of_digests(dig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per (row, band): the band's ``rows`` digest values mixed (a collision
+    only adds a candidate, which the exact check then drops)."""
+    d = dig[:, : bands * rows].astype(np.uint64).reshape(len(dig), bands, rows)
+    key = np.zeros((len(dig), bands), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for b in range(bands):
-            key = np.zeros(n, dtype=np.uint64)
-            for j in range(rows):
-                key = (key ^ d64[:, b * rows + j]) * _P[j % len(_P)]
-            order = np.argsort(key, kind="stable")  # within a bucket, rows in input order
-            k = key[order]
-            starts = np.ones(n, dtype=bool)
-            starts[1:] = k[1:] != k[:-1]
-            head = np.empty(n, dtype=np.int64)
-            head[order] = order[np.flatnonzero(starts)][np.cumsum(starts) - 1]
-            mask = head != idx
-            pairs.append(head[mask] * n + idx[mask])
+        for j in range(rows):
+            key = (key ^ d[:, :, j]) * _P[j % len(_P)]
+    return key
+
+
+def _bucket_heads(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(head, row) for every row of a band whose bucket has an earlier row: the bucket's
+    first row (in input order) and the row."""
+    n = len(key)
+    idx = np.arange(n)
+    order = np.argsort(key, kind="stable")  # within a bucket, rows in input order
+    k = key[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = k[1:] != k[:-1]
+    head = np.empty(n, dtype=np.int64)
+    head[order] = order[np.flatnonzero(starts)][np.cumsum(starts) - 1]
+    mask = head != idx
+    return head[mask], idx[mask]
+
+
+def _candidate_pairs(dig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(i, j) row pairs sharing a band bucket: every row with the first row of the bucket."""
+    n = len(dig)
+    keys = _band_keys_of_digests(dig, bands, rows)
+    pairs = []
+    for b in range(bands):
+        head, row = _bucket_heads(keys[:, b])
+        pairs.append(head * n + row)
     flat = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, dtype=np.int64)
     return np.stack([flat // n, flat % n], axis=1)
 
 
-def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """For every row, the index of its group's first row and the estimated similarity to it.
+#: Rows whose digests leave rensa at once (its export is a list of Python ints: ~40 MB).
+_DIGEST_ROWS = 8192
+#: Rows shingled at once when a caller hands a longer piece of text.
+_PIECE_ROWS = 100_000
+
+
+def _band_keys(tokens: np.ndarray, offsets: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
+    """Band keys (rows x bands, uint64) of the MinHash digests of shingled rows (CSR)."""
+    import rensa
+
+    m = len(offsets) - 1
+    out = np.empty((m, bands), dtype=np.uint64)
+    for lo in range(0, m, _DIGEST_ROWS):
+        hi = min(m, lo + _DIGEST_ROWS)
+        a, b = int(offsets[lo]), int(offsets[hi])
+        # rensa's bands are consecutive runs of ``rows`` values, as in step 2
+        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+            tokens[a:b], offsets[lo: hi + 1] - offsets[lo], bands * rows, seed)
+        out[lo:hi] = _band_keys_of_digests(np.array(matrix.to_rows(), dtype=np.uint32), bands, rows)
+    return out
+
+
+def _pieces(texts: Iterable[pl.Series]) -> Iterator[pl.Series]:
+    for t in texts:
+        for lo in range(0, t.len(), _PIECE_ROWS):
+            yield t.slice(lo, _PIECE_ROWS).cast(pl.String)
+
+
+def near_duplicate_roots_stream(texts: Callable[[], Iterable[pl.Series]], cfg: DedupConfig, *, seed: int = 0,
+                                scratch: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`near_duplicate_roots` over texts that come in pieces: ``texts()`` gives the
+    pieces in order (it is called twice). Memory holds 8 bytes of band key per row and band
+    at a time (the keys of the other bands wait in files under ``scratch``), the candidate
+    pairs and the shingles of candidate rows only; never every text at once."""
+    bands, rows = lsh_banding(cfg.threshold, cfg.num_perm)
+    folder = Path(tempfile.mkdtemp(prefix="dedup-", dir=scratch))
+    try:
+        # 1. Band keys of every row, one spill file per band.
+        files = [open(folder / f"band{b:03d}.u64", "wb") for b in range(bands)]
+        n = 0
+        try:
+            for piece in _pieces(texts()):
+                if piece.len() == 0:
+                    continue
+                tokens, offsets = shingle_hashes(piece, cfg.shingle_words)
+                keys = _band_keys(tokens, offsets, bands, rows, seed)
+                for b, f in enumerate(files):
+                    f.write(np.ascontiguousarray(keys[:, b]).tobytes())
+                n += piece.len()
+        finally:
+            for f in files:
+                f.close()
+        roots = np.arange(n, dtype=np.int64)
+        sims = np.ones(n, dtype=np.float64)
+        if n < 2:
+            return roots, sims
+        # 2. Candidates per band: every row with its bucket's first row.
+        codes = []
+        for b in range(bands):
+            head, row = _bucket_heads(np.fromfile(folder / f"band{b:03d}.u64", dtype=np.uint64))
+            codes.append(np.unique(head * n + row))
+            (folder / f"band{b:03d}.u64").unlink()
+        flat = np.unique(np.concatenate(codes))
+        del codes
+        if len(flat) == 0:
+            return roots, sims
+        first, second = flat // n, flat % n
+        del flat
+        cand = np.unique(np.concatenate([first, second]))
+        # 3. Shingles of candidate rows only, confirmed on exact Jaccard.
+        tok_parts, len_parts = [], []
+        start = 0
+        for piece in _pieces(texts()):
+            m = piece.len()
+            lo, hi = np.searchsorted(cand, [start, start + m])
+            if hi > lo:
+                t, o = shingle_hashes(piece.gather(cand[lo:hi] - start), cfg.shingle_words)
+                tok_parts.append(t)
+                len_parts.append(np.diff(o))
+            start += m
+        set_offsets = np.zeros(len(cand) + 1, dtype=np.uint64)
+        np.cumsum(np.concatenate(len_parts), out=set_offsets[1:])
+        ids, set_offsets = shingle_sets(np.concatenate(tok_parts), set_offsets, np.arange(len(cand)))
+        del tok_parts
+        a, b = np.searchsorted(cand, first), np.searchsorted(cand, second)
+        similar = pair_jaccard(ids, set_offsets, a, b) >= cfg.threshold
+        uf = _UnionFind()
+        for x, y in zip(first[similar].tolist(), second[similar].tolist()):
+            uf.union(x, y)
+        for i in list(uf.parent):
+            roots[i] = uf.find(i)
+        moved = np.flatnonzero(roots != np.arange(n))
+        if len(moved):  # exact Jaccard to the group's first row
+            sims[moved] = pair_jaccard(ids, set_offsets, np.searchsorted(cand, moved),
+                                       np.searchsorted(cand, roots[moved]))
+        return roots, sims
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def near_duplicate_roots(texts: pl.Series, cfg: DedupConfig, *, seed: int = 0,
+                         scratch: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For every row, the index of its group's first row and the Jaccard similarity of
+    their shingle sets.
 
     Two rows are grouped when a chain of pairs, each confirmed at ``cfg.threshold`` on exact
     shingle Jaccard, links them (see the module docstring for how candidates are found).
     """
-    import rensa
-
-    n = texts.len()
-    roots = np.arange(n, dtype=np.int64)
-    sims = np.ones(n, dtype=np.float64)
-    if n < 2:
-        return roots, sims
-    tokens, offsets = shingle_hashes(texts, cfg.shingle_words)
-    bands, rows = lsh_banding(cfg.threshold, cfg.num_perm)
-    perm = bands * rows  # rensa's bands are consecutive runs of ``rows`` values, as in step 2
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, perm, seed)
-    lsh = rensa.RMinHashLSH(cfg.threshold, perm, bands)
-    flags = np.asarray(lsh.query_duplicate_flags_matrix_one_shot(matrix), dtype=bool)
-    cand = np.flatnonzero(flags)
-    if len(cand) < 2:
-        return roots, sims
-    # Digests as numbers only for the flagged rows (usually a small share).
-    lengths = (offsets[cand + 1] - offsets[cand]).astype(np.int64)
-    sub_offsets = np.zeros(len(cand) + 1, dtype=np.uint64)
-    np.cumsum(lengths, out=sub_offsets[1:])
-    sub = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-        tokens[_gather(offsets[cand], lengths)], sub_offsets, perm, seed)
-    dig = np.asarray(sub.to_rows(), dtype=np.uint32)
-    pairs = _candidate_pairs(dig, bands, rows)
-    if len(pairs) == 0:
-        return roots, sims
-    ids, set_offsets = shingle_sets(tokens, offsets, cand)
-    similar = pair_jaccard(ids, set_offsets, pairs[:, 0], pairs[:, 1]) >= cfg.threshold
-    uf = _UnionFind()
-    for a, b in pairs[similar].tolist():
-        uf.union(int(cand[a]), int(cand[b]))
-    rows_of = {int(c): j for j, c in enumerate(cand)}
-    for i in list(uf.parent):
-        roots[i] = uf.find(i)
-    moved = np.flatnonzero(roots != np.arange(n))
-    if len(moved):
-        a = np.array([rows_of[int(i)] for i in moved])
-        b = np.array([rows_of[int(roots[i])] for i in moved])
-        sims[moved] = (dig[a] == dig[b]).mean(axis=1)
-    return roots, sims
+    return near_duplicate_roots_stream(lambda: [texts], cfg, seed=seed, scratch=scratch)
 
 
-def reference_matches(texts: pl.Series, reference: pl.Series, cfg: DedupConfig, *, seed: int = 0) -> np.ndarray:
+def reference_matches(texts: pl.Series | Callable[[], Iterable[pl.Series]], reference: pl.Series, cfg: DedupConfig,
+                      *, seed: int = 0, scratch: str | None = None) -> np.ndarray:
     """For every row of ``texts``: whether it is a near-duplicate of a ``reference`` row, by
-    the same rule as :func:`near_duplicate_roots` (directly or through other rows of ``texts``)."""
+    the same rule as :func:`near_duplicate_roots` (directly or through other rows of ``texts``).
+    ``texts`` may be a function giving the texts in pieces (see :func:`near_duplicate_roots_stream`)."""
+    pieces = texts if callable(texts) else (lambda: [texts])
     n_ref = reference.len()
-    if n_ref == 0 or texts.len() == 0:
-        return np.zeros(texts.len(), dtype=bool)
-    both = pl.concat([reference.cast(pl.String), texts.cast(pl.String)])
-    roots, _ = near_duplicate_roots(both, cfg, seed=seed)
+    if n_ref == 0:
+        return np.zeros(sum(t.len() for t in pieces()), dtype=bool)
+    ref = reference.cast(pl.String)
+    roots, _ = near_duplicate_roots_stream(lambda: itertools.chain([ref], pieces()), cfg, seed=seed,
+                                           scratch=scratch)
     # Reference rows come first, so a group holding one has a reference row as its root.
     return roots[n_ref:] < n_ref
+
+
+def id_keys(ids: pl.Series) -> np.ndarray:
+    """Prompt or group ids as uint64: a 16-digit lower-case hex id is its value (ids are
+    blake2b digests of 8 bytes), any other id a 64-bit hash of its text."""
+    s = ids.cast(pl.String)
+    hexy = s.str.contains("^[0-9a-f]{16}$").fill_null(False).to_numpy()
+    hi = s.str.slice(0, 8).str.to_integer(base=16, strict=False).fill_null(0).to_numpy().astype(np.uint64)
+    lo = s.str.slice(8, 8).str.to_integer(base=16, strict=False).fill_null(0).to_numpy().astype(np.uint64)
+    out = (hi << np.uint64(32)) | lo
+    if not hexy.all():
+        out = np.where(hexy, out, s.hash(seed=3).to_numpy())
+    return out
 
 
 class DedupStage(Stage):
@@ -274,7 +378,7 @@ class DedupStage(Stage):
     name = "dedup"
     inputs = ("prompt_id", "text", "kind", "source", "source_row")
     outputs = inputs + ("group_id",)
-    version = "2"  # candidates chosen for recall and confirmed on exact Jaccard
+    version = "3"  # streamed; the near-duplicate detail gives the exact Jaccard to the group's first row
 
     def __init__(self, config: DedupConfig, *, seed: int, cache_dir: str | Path | None = None):
         self.config = config
@@ -306,40 +410,82 @@ class DedupStage(Stage):
             parts["semantic"] = {"threshold": sem.threshold, **self._semantic().engine.settings()}
         return parts
 
-    def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
-        df = df.with_row_index("__i")
-        first = df.group_by("prompt_id", maintain_order=True).agg(
-            pl.col("__i").first().alias("__first"), pl.col("source").first().alias("__fsrc"),
-            pl.col("source_row").first().alias("__frow"))
-        df = df.join(first, on="prompt_id", how="left", maintain_order="left")
-        is_dup = pl.col("__i") != pl.col("__first")
-        dups = df.filter(is_dup)
-        rejects = [self.reject(dups, "duplicate",
-                               pl.format("exact duplicate of {} ({}:{})", "prompt_id", "__fsrc", "__frow"))]
-        kept = df.filter(~is_dup).drop("__i", "__first", "__fsrc", "__frow")
-        semantic = self.config.semantic
-        if (self.config.near or semantic is not None) and kept.height > 1:
-            texts = kept.get_column("text")
-            if self.config.near:
-                roots, sims = near_duplicate_roots(texts, self.config, seed=self.seed)
-            else:
-                roots, sims = np.arange(kept.height, dtype=np.int64), np.ones(kept.height)
-            how = np.zeros(kept.height, dtype=bool)  # True: joined its group by embeddings
-            if semantic is not None:
-                roots, sims, how = self._paraphrase_roots(kept, roots, sims, ctx)
-            ids = kept.get_column("prompt_id")
-            kept = kept.with_columns(group_id=ids.gather(roots), __sim=pl.Series(sims), __emb=pl.Series(how))
-            if self.config.near_action == "reject":
-                near = kept.filter(pl.col("group_id") != pl.col("prompt_id"))
+    def needs_whole_table(self) -> bool:
+        return self.config.semantic is not None  # embeddings of every prompt at once
+
+    def run_stream(self, chunks: Chunks, ctx: StageContext) -> Iterator[StageResult]:
+        """Three reads of the input: prompt ids (exact duplicates: the first occurrence wins),
+        texts of the rows kept (near-duplicate groups), and every column (the results)."""
+        ids = [id_keys(c.get_column("prompt_id")) for c in chunks.select(["prompt_id"])]
+        ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64)
+        n = len(ids)
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        dup = first[inverse.ravel()] != np.arange(n)
+        # First occurrences of repeated ids: their ``source:row`` goes in their duplicates' detail.
+        repeated = ~dup & (np.bincount(inverse.ravel(), minlength=len(first))[inverse.ravel()] > 1)
+        del first, inverse
+        n_kept = int(n - dup.sum())
+
+        def kept_texts():
+            start = 0
+            for c in chunks.select(["text"]):
+                keep = ~dup[start: start + c.height]
+                start += c.height
+                yield c.get_column("text").filter(pl.Series(keep))
+
+        roots = np.arange(n_kept, dtype=np.int64)
+        sims = np.ones(n_kept, dtype=np.float64)
+        how = np.zeros(n_kept, dtype=bool)  # True: joined its group by embeddings
+        if self.config.near and n_kept > 1:
+            roots, sims = near_duplicate_roots_stream(kept_texts, self.config, seed=self.seed, scratch=ctx.scratch)
+        if self.config.semantic is not None and n_kept > 1:
+            cols = [c for c in ("text", "kind", "category") if c in chunks.columns]
+            start, parts = 0, []
+            for c in chunks.select(cols):
+                parts.append(c.filter(pl.Series(~dup[start: start + c.height])))
+                start += c.height
+            roots, sims, how = self._paraphrase_roots(pl.concat(parts), roots, sims, ctx)
+        moved = roots != np.arange(n_kept)
+        is_root = np.zeros(n_kept, dtype=bool)
+        is_root[roots[moved]] = True
+        reject_near = self.config.near_action == "reject"
+
+        refs: dict[int, str] = {}  # id -> "source:row" of its first occurrence
+        root_ids: dict[int, str] = {}  # kept row -> prompt id, for rows that head a group
+        start = kept_start = 0
+        for chunk in chunks:
+            m = chunk.height
+            c_ids, c_dup, c_rep = ids[start: start + m], dup[start: start + m], repeated[start: start + m]
+            start += m
+            if c_rep.any():
+                where = chunk.filter(pl.Series(c_rep)).select(pl.format("{}:{}", "source", "source_row")).to_series()
+                refs.update(zip(c_ids[c_rep].tolist(), where.to_list()))
+            rejects = []
+            if c_dup.any():
+                dups = chunk.filter(pl.Series(c_dup))
+                dups = dups.with_columns(__ref=pl.Series([refs.get(i) for i in c_ids[c_dup].tolist()], dtype=pl.String))
+                rejects.append(self.reject(dups, "duplicate",
+                                           pl.format("exact duplicate of {} ({})", "prompt_id", "__ref")))
+            kept = chunk.filter(pl.Series(~c_dup))
+            mk = kept.height
+            k_roots, k_moved = roots[kept_start: kept_start + mk], moved[kept_start: kept_start + mk]
+            heads = np.flatnonzero(is_root[kept_start: kept_start + mk])
+            if len(heads):
+                root_ids.update(zip((heads + kept_start).tolist(), kept.get_column("prompt_id").gather(heads).to_list()))
+            group = [root_ids[r] if mv else None for r, mv in zip(k_roots.tolist(), k_moved.tolist())] \
+                if k_moved.any() else [None] * mk
+            kept = kept.with_columns(group_id=pl.coalesce(pl.lit(pl.Series(group, dtype=pl.String)), pl.col("prompt_id")))
+            if reject_near and k_moved.any():
+                near = kept.filter(pl.Series(k_moved)).with_columns(
+                    __sim=pl.Series(sims[kept_start: kept_start + mk][k_moved]),
+                    __emb=pl.Series(how[kept_start: kept_start + mk][k_moved]))
                 measure = (pl.when(pl.col("__emb"))
                            .then(pl.format("embedding cosine {}", pl.col("__sim").round(3)))
-                           .otherwise(pl.format("estimated Jaccard {}", pl.col("__sim").round(3))))
+                           .otherwise(pl.format("Jaccard {}", pl.col("__sim").round(3))))
                 rejects.append(self.reject(near, "near_duplicate", pl.format("similar to {} ({})", "group_id", measure)))
-                kept = kept.filter(pl.col("group_id") == pl.col("prompt_id"))
-            kept = kept.drop("__sim", "__emb")
-        else:
-            kept = kept.with_columns(group_id=pl.col("prompt_id"))
-        return StageResult(kept=kept, rejected=concat_rejects(rejects))
+                kept = kept.filter(pl.Series(~k_moved))
+            kept_start += mk
+            yield StageResult(kept=kept, rejected=concat_rejects(rejects), input=chunk)
 
     def _paraphrase_roots(self, kept: pl.DataFrame, roots: np.ndarray, sims: np.ndarray, ctx: StageContext):
         """Groups joined by embedding cosine >= ``semantic.threshold`` within each (kind,

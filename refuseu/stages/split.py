@@ -19,12 +19,14 @@ pinned prompt itself is no longer in the source.
 from __future__ import annotations
 
 import hashlib
+from typing import Iterator
 
 import numpy as np
 import polars as pl
 
 from refuseu.config import DedupConfig, SplitConfig
-from refuseu.stages.base import Stage, StageContext, StageResult, empty_rejects
+from refuseu.stages.base import Chunks, Stage, StageContext, StageResult, empty_rejects
+from refuseu.stages.dedup import id_keys
 
 
 def n_test_groups(size: int | float, n_groups: int) -> int:
@@ -61,16 +63,6 @@ class SplitStage(Stage):
                                     if k in ("threshold", "num_perm", "shingle_words")}
         return parts
 
-    def _near_pinned_test(self, df: pl.DataFrame, groups: pl.DataFrame) -> pl.Series:
-        """Group ids, not pinned test yet, with a near-duplicate of a pinned test prompt."""
-        from refuseu.stages.dedup import reference_matches
-
-        open_groups = groups.filter(pl.col("__pin").is_null() | (pl.col("__pin") != "test")).select("group_id")
-        rows = df.select("group_id", "text").join(open_groups, on="group_id", how="semi", maintain_order="left")
-        hit = reference_matches(rows.get_column("text"), pl.Series(self.test_texts, dtype=pl.String),
-                                self.dedup, seed=self.seed)
-        return rows.filter(pl.Series(hit)).get_column("group_id").unique(maintain_order=True)
-
     def _order_keys(self, group_ids: pl.Series) -> np.ndarray:
         """A seeded pseudo-random order of groups, stable across platforms and versions.
 
@@ -91,48 +83,97 @@ class SplitStage(Stage):
             z = z ^ (z >> np.uint64(31))
         return z
 
-    def run(self, df: pl.DataFrame, ctx: StageContext) -> StageResult:
-        style = pl.col("attack_style").first() if "attack_style" in df.columns else pl.lit(None, dtype=pl.String)
-        groups = df.group_by("group_id", maintain_order=True).agg(
-            pl.col("kind").first(), pl.col("category").first(), style.alias("__style"))
-        if self.pinned:
-            pins = pl.DataFrame({"prompt_id": list(self.pinned), "__pin": list(self.pinned.values())},
-                                schema={"prompt_id": pl.String, "__pin": pl.String})
-            # A group is test when any of its prompts was test, else train when any was train.
-            per_group = (df.select("prompt_id", "group_id").join(pins, on="prompt_id", how="inner")
-                         .group_by("group_id").agg((pl.col("__pin") == "test").any().alias("__t")))
-            groups = groups.join(per_group, on="group_id", how="left", maintain_order="left").with_columns(
-                __pin=pl.when(pl.col("__t")).then(pl.lit("test"))
-                .when(pl.col("__t").is_not_null()).then(pl.lit("train"))).drop("__t")
-        else:
-            groups = groups.with_columns(__pin=pl.lit(None, dtype=pl.String))
+    def run_stream(self, chunks: Chunks, ctx: StageContext) -> Iterator[StageResult]:
+        """Two reads of the input: one table row per group (ids as uint64, strings as small
+        codes) decides the split, then each chunk gets its groups' side."""
+        groups, names = self._groups(chunks)
+        pinned = self.pinned
         near_test = 0
-        if self.test_texts and "text" in df.columns:
-            moved = self._near_pinned_test(df, groups)
-            near_test = moved.len()
-            groups = groups.with_columns(__pin=pl.when(pl.col("group_id").is_in(moved.implode()))
-                                         .then(pl.lit("test")).otherwise(pl.col("__pin")))
-        groups = groups.with_columns(__key=pl.Series(self._order_keys(groups.get_column("group_id"))))
-        fresh = groups.filter(pl.col("__pin").is_null())
+        if self.test_texts and "text" in chunks.columns:
+            moved = self._near_pinned_test(chunks, groups)
+            near_test = len(moved)
+            groups = groups.with_columns(__pin=pl.when(pl.col("gid").is_in(pl.Series(moved, dtype=pl.UInt64).implode()))
+                                         .then(pl.lit(2, dtype=pl.Int8)).otherwise(pl.col("__pin")))
+        fresh = groups.filter(pl.col("__pin") == 0)
         # Round-robin over styles within a stratum: rank within (stratum, style) first.
-        fresh = fresh.sort("kind", "category", "__style", "__key", "group_id", nulls_last=True).with_columns(
+        fresh = fresh.sort("kind", "category", "__style", "__key", "gid", nulls_last=True).with_columns(
             __srank=pl.int_range(pl.len()).over("kind", "category", "__style"))
-        fresh = fresh.sort("kind", "category", "__srank", "__key", "group_id", nulls_last=True).with_columns(
+        fresh = fresh.sort("kind", "category", "__srank", "__key", "gid", nulls_last=True).with_columns(
             __rank=pl.int_range(pl.len()).over("kind", "category"),
             __n=pl.len().over("kind", "category"))
         sizes = dict(self.config.per_category)
-        limits = {}
-        for kind, cat, n in fresh.select("kind", "category", "__n").unique().iter_rows():
-            limits[(kind, cat)] = n_test_groups(sizes.get(cat, self.config.test_size), n)
-        limit_df = pl.DataFrame([{"kind": k, "category": c, "__limit": v} for (k, c), v in limits.items()],
-                                schema={"kind": pl.String, "category": pl.String, "__limit": pl.Int64})
-        fresh = fresh.join(limit_df, on=["kind", "category"], how="left").with_columns(
-            split=pl.when(pl.col("__rank") < pl.col("__limit")).then(pl.lit("test")).otherwise(pl.lit("train")))
-        decided = pl.concat([fresh.select("group_id", "split"),
-                             groups.filter(pl.col("__pin").is_not_null()).select("group_id", split=pl.col("__pin"))])
-        kept = df.join(decided, on="group_id", how="left", maintain_order="left")
-        stats = {"pinned_test": int(groups.filter(pl.col("__pin") == "test").height),
-                 "pinned_train": int(groups.filter(pl.col("__pin") == "train").height)} if self.pinned else {}
+        limits = [{"kind": kind, "category": cat,
+                   "__limit": n_test_groups(sizes.get(names[cat] if cat is not None else None, self.config.test_size), n)}
+                  for kind, cat, n in fresh.select("kind", "category", "__n").unique().iter_rows()]
+        limit_df = pl.DataFrame(limits, schema={"kind": pl.Int32, "category": pl.Int32, "__limit": pl.Int64})
+        fresh = fresh.join(limit_df, on=["kind", "category"], how="left")
+        decided = pl.concat([fresh.select("gid", test=(pl.col("__rank") < pl.col("__limit")).fill_null(False)),
+                             groups.filter(pl.col("__pin") != 0).select("gid", test=pl.col("__pin") == 2)]).sort("gid")
+        gids, test = decided.get_column("gid").to_numpy(), decided.get_column("test").to_numpy()
+        stats = {"pinned_test": int(groups.filter(pl.col("__pin") == 2).height),
+                 "pinned_train": int(groups.filter(pl.col("__pin") == 1).height)} if pinned else {}
         if self.test_texts:
             stats["near_pinned_test"] = near_test
-        return StageResult(kept=kept, rejected=empty_rejects(), stats=stats)
+        del groups, fresh, decided
+        for chunk in chunks:
+            side = test[np.searchsorted(gids, id_keys(chunk.get_column("group_id")))] if chunk.height else []
+            kept = chunk.with_columns(split=pl.when(pl.Series(side, dtype=pl.Boolean)).then(pl.lit("test"))
+                                      .otherwise(pl.lit("train")))
+            yield StageResult(kept=kept, rejected=empty_rejects(), stats=stats, input=chunk)
+
+    def _groups(self, chunks: Chunks) -> tuple[pl.DataFrame, dict[int, str]]:
+        """One row per group, in order of first appearance: ``gid`` (uint64), the ``kind``,
+        ``category`` and ``__style`` of its first row as codes, ``__key`` (its place in the
+        seeded order) and ``__pin`` (2: a prompt of it was pinned test, 1: train, 0: none).
+        Also the strings of the codes."""
+        codes: dict[str, int] = {}
+
+        def code(values: pl.Series) -> pl.Series:
+            for v in values.unique().drop_nulls().to_list():
+                codes.setdefault(v, len(codes))
+            return values.replace_strict(codes, default=None, return_dtype=pl.Int32)
+
+        pins = pl.DataFrame({"prompt_id": list(self.pinned),
+                             "__p": [2 if v == "test" else 1 for v in self.pinned.values()]},
+                            schema={"prompt_id": pl.String, "__p": pl.Int8})
+        cols = ["group_id", "kind", "category", "attack_style", "prompt_id"]
+        parts = []
+        for c in chunks.select([x for x in cols if x in chunks.columns]):
+            style = c.get_column("attack_style") if "attack_style" in c.columns else pl.Series([None] * c.height,
+                                                                                                dtype=pl.String)
+            part = pl.DataFrame({"gid": id_keys(c.get_column("group_id")),
+                                 "kind": code(c.get_column("kind")), "category": code(c.get_column("category")),
+                                 "__style": code(style), "__key": self._order_keys(c.get_column("group_id"))})
+            if self.pinned:
+                pin = c.select("prompt_id").join(pins, on="prompt_id", how="left", maintain_order="left")
+                part = part.with_columns(__pin=pin.get_column("__p").fill_null(0))
+            else:
+                part = part.with_columns(__pin=pl.lit(0, dtype=pl.Int8))
+            parts.append(part.group_by("gid", maintain_order=True).agg(
+                pl.col("kind", "category", "__style", "__key").first(), pl.col("__pin").max()))
+        schema = {"gid": pl.UInt64, "kind": pl.Int32, "category": pl.Int32, "__style": pl.Int32,
+                  "__key": pl.UInt64, "__pin": pl.Int8}
+        groups = (pl.concat(parts).group_by("gid", maintain_order=True).agg(
+            pl.col("kind", "category", "__style", "__key").first(), pl.col("__pin").max())
+            if parts else pl.DataFrame(schema=schema))
+        return groups, {v: k for k, v in codes.items()}
+
+    def _near_pinned_test(self, chunks: Chunks, groups: pl.DataFrame) -> np.ndarray:
+        """Group ids (uint64), not pinned test yet, with a near-duplicate of a pinned test prompt."""
+        from refuseu.stages.dedup import reference_matches
+
+        open_gids = np.sort(groups.filter(pl.col("__pin") != 2).get_column("gid").to_numpy())
+        row_gids: list[np.ndarray] = []
+
+        def texts():
+            row_gids.clear()
+            for c in chunks.select(["group_id", "text"]):
+                g = id_keys(c.get_column("group_id"))
+                pos = np.minimum(np.searchsorted(open_gids, g), max(len(open_gids) - 1, 0))
+                is_open = (open_gids[pos] == g) if len(open_gids) else np.zeros(len(g), dtype=bool)
+                row_gids.append(g[is_open])
+                yield c.get_column("text").filter(pl.Series(is_open))
+
+        hit = reference_matches(texts, pl.Series(self.test_texts, dtype=pl.String), self.dedup, seed=self.seed)
+        gids = np.concatenate(row_gids) if row_gids else np.zeros(0, dtype=np.uint64)
+        return np.unique(gids[hit])
