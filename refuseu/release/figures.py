@@ -66,7 +66,8 @@ def coverage_matrix(pairs: pl.DataFrame) -> tuple[list[str], list[str], list[lis
     without a style go to "(none)"."""
     tax = load_taxonomy()
     key = next((c for c in ("prompt_id", "prompt_id_hash") if c in pairs.columns), None)
-    harm = pairs.unique(key, keep="first") if key else pairs
+    harm = pairs.select(c for c in (key, "category", "attack_style") if c)
+    harm = harm.unique(key, keep="first") if key else harm
     counts = {(c, s): n for c, s, n in harm.group_by("category", "attack_style").len().iter_rows()}
     cats = [c for c in tax.categories if any(k[0] == c for k in counts)]
     cats += sorted({str(k[0]) for k in counts if k[0] not in tax.categories})

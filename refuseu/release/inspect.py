@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from refuseu.errors import InputError
-from refuseu.release.assemble import as_text
+from refuseu.release.assemble import ID_COLUMNS, as_text, light_table
 from refuseu.release.verify import require_valid
+
+
+#: The columns ``inspect`` reads (texts as their lengths and hashes).
+INSPECT_COLUMNS = ("pair_id", "lang", "kind", "category", "attack_style", "chosen", "rejected", "origin",
+                   "chosen_origin", "rejected_origin")
 
 
 def load_release_rows(release: str | Path) -> pl.DataFrame:
@@ -25,31 +31,70 @@ def load_release_rows(release: str | Path) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
+def release_files(release: str | Path, *, include: str = "all") -> list[Path]:
+    """The Parquet files of a release folder in a fixed order; ``include``: "all", "pairs" (the
+    ``lang_xx`` configs) or "evaluation"."""
+    files = sorted((Path(release) / "data").glob("*/*.parquet"))
+    if include == "all":
+        return files
+    return [f for f in files if (f.parent.name == "evaluation") == (include == "evaluation")]
+
+
+def light_release_rows(release: str | Path, *, columns: list[str] | tuple[str, ...] | None = None,
+                       include: str = "all") -> pl.DataFrame:
+    """Rows of a release folder as light rows, read one file at a time and only ``columns``
+    (every column when None; a column a file lacks is left out): texts become
+    ``<col>_chars``/``<col>_hash`` as in :func:`~refuseu.release.assemble.light_table`, the ids
+    ``<id>_hash`` (UInt64, null where the id is), other strings Categorical; ``config`` and
+    ``file_split`` (``train``/``test``/``eval``, from the file's name) are added. Row order is
+    :func:`load_release_rows`'s. ``include`` as in :func:`release_files`."""
+    frames = []
+    for f in release_files(release, include=include):
+        names = pq.read_schema(f).names
+        df = as_text(pl.read_parquet(f, columns=[c for c in (columns or names) if c in names]))
+        ids = [pl.when(pl.col(c).is_null()).then(None).otherwise(pl.col(c).hash(seed=0)).cast(pl.UInt64)
+               .alias(f"{c}_hash") for c in ID_COLUMNS if c in df.columns]
+        light = pl.concat([light_table(df), df.select(ids)], how="horizontal")
+        frames.append(light.with_columns(config=pl.lit(f.parent.name, dtype=pl.Categorical),
+                                         file_split=pl.lit(f.name.split("-")[0], dtype=pl.Categorical)))
+        del df
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
 def inspect_release(release: str | Path) -> dict:
     """Counts of a release; it is verified by content first (exit 1 when damaged)."""
     root = Path(release)
     if not (root / "data").is_dir() and not (root / "manifest.json").exists():
         load_release_rows(root)  # the "not a release folder" message
     manifest = require_valid(root, action="inspect it").manifest or {}
-    rows = load_release_rows(release)
-    if rows.height == 0:
+    # Read apart (no filtered copies of every row): the pair configs and the evaluation config.
+    pairs = light_release_rows(release, columns=INSPECT_COLUMNS, include="pairs")
+    ev = light_release_rows(release, columns=INSPECT_COLUMNS, include="evaluation")
+    if pairs.height + ev.height == 0:
         return {"release": str(release), "rows": 0, "configs": {}}
+    pairs, ev = (pairs if pairs.width else ev.clear()), (ev if ev.width else pairs.clear())
 
     def counts(*by: str) -> dict:
         out: dict = {}
-        for r in rows.group_by("config", "file_split", *by).len().sort("config", "file_split", *by).iter_rows():
+        keys = ["config", "file_split", *by]
+        # Sorted as text (a Categorical sorts by its codes); the two parts share no config.
+        per_part = [df.group_by(keys).len().with_columns(pl.col(keys).cast(pl.String)) for df in (pairs, ev)
+                    if df.height]
+        for r in pl.concat(per_part).sort(keys).iter_rows():
             *key, n = r
             out.setdefault(f"{key[0]}/{key[1]}", {})[" / ".join(str(k) for k in key[2:]) or "rows"] = n
         return out
 
-    pairs = rows.filter(pl.col("config") != "evaluation")
-    ev = rows.filter(pl.col("config") == "evaluation")
-    eval_only = ev.filter(pl.col("pair_id").is_null() | ~pl.col("pair_id").is_in(pairs["pair_id"].drop_nulls()))
-    totals = {"pairs": pairs.height, "train": pairs.filter(pl.col("file_split") == "train").height,
-              "test": pairs.filter(pl.col("file_split") == "test").height, "eval": ev.height,
-              "eval_only": eval_only.height, "distinct": pairs.height + eval_only.height}
-    category_totals = {str(k): n for k, n in pairs.group_by("category").len().sort("len", "category",
-                                                                                  descending=[True, False]).iter_rows()}
+    eval_only = ev.select((pl.col("pair_id_hash").is_null()
+                           | ~pl.col("pair_id_hash").is_in(pairs["pair_id_hash"].drop_nulls().implode())).sum()).item()
+    train, test = ((pairs["file_split"] == split).sum() for split in ("train", "test"))
+    totals = {"pairs": pairs.height, "train": train, "test": test, "eval": ev.height,
+              "eval_only": eval_only, "distinct": pairs.height + eval_only}
+    category_totals = {str(k): n for k, n in pairs.group_by("category").len()
+                       .with_columns(pl.col("category").cast(pl.String))
+                       .sort("len", "category", descending=[True, False]).iter_rows()}
     return {
         "release": str(release),
         # Each row once: a test pair is also an evaluation row, and is counted once here.
@@ -67,18 +112,20 @@ def inspect_release(release: str | Path) -> dict:
 
 def response_stats(pairs: pl.DataFrame) -> dict:
     """lang -> benign pairs in train/test, and over the harmful pairs the distinct chosen/rejected
-    texts and their mean length in characters: how varied the responses are."""
-    if pairs.height == 0 or "chosen" not in pairs.columns:
+    texts and their mean length in characters: how varied the responses are. ``pairs``: light
+    rows (:func:`light_release_rows`)."""
+    if pairs.height == 0 or "chosen_hash" not in pairs.columns:
         return {}
-    # (chosen/rejected means of a language without harmful pairs are null)
+    # (chosen/rejected means of a language without harmful pairs are null; equal texts have
+    # equal hashes, so the distinct hashes are the distinct texts)
     harmful = pl.col("kind") == "harmful"
     stats = (pairs.group_by("lang", maintain_order=True)
              .agg(benign_train=((pl.col("kind") == "benign") & (pl.col("file_split") == "train")).sum(),
                   benign_test=((pl.col("kind") == "benign") & (pl.col("file_split") == "test")).sum(),
-                  distinct_chosen=pl.col("chosen").filter(harmful).n_unique(),
-                  distinct_rejected=pl.col("rejected").filter(harmful).n_unique(),
-                  chosen_mean_chars=pl.col("chosen").filter(harmful).str.len_chars().mean().round(1),
-                  rejected_mean_chars=pl.col("rejected").filter(harmful).str.len_chars().mean().round(1)))
+                  distinct_chosen=pl.col("chosen_hash").filter(harmful).n_unique(),
+                  distinct_rejected=pl.col("rejected_hash").filter(harmful).n_unique(),
+                  chosen_mean_chars=pl.col("chosen_chars").filter(harmful).mean().round(1),
+                  rejected_mean_chars=pl.col("rejected_chars").filter(harmful).mean().round(1)))
     return {r.pop("lang"): r for r in stats.iter_rows(named=True)}
 
 

@@ -5,6 +5,10 @@ few examples), translation quality and language-ID scores per language with thei
 thresholds, category x attack-style coverage per split, response lengths, origins, and a
 sample of rows per language. Charts are Plotly figures with plotly.js inlined once; the
 page carries no local path and no date, so the same release gives the same page.
+
+The release is read one file at a time and only the columns each section needs: texts are
+held as their lengths, and the few texts the page shows (reject examples, sample rows) are
+read for those rows alone, so the memory it takes grows with a release's rows, not its text.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from refuseu.errors import InputError
 from refuseu.release.figures import coverage_matrix
-from refuseu.release.inspect import load_release_rows
+from refuseu.release.assemble import as_text
+from refuseu.release.inspect import light_release_rows, release_files
 from refuseu.release.manifest import read_manifest
 from refuseu.release.verify import require_valid
 
@@ -29,6 +36,10 @@ CONTENT_WARNING = ("Content warning: these are harmful requests collected to tea
                    "Open only if you need to read them.")
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
            "#ccb974", "#64b5cd", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#17becf"]
+#: The columns the page's charts and tables read from the pair configs (texts as their lengths).
+PAIR_COLUMNS = ("pair_id", "prompt_id", "lang", "kind", "category", "attack_style", "chosen", "rejected",
+                "origin", "chosen_origin", "rejected_origin", "qe_score", "lid_lang", "lid_score")
+SAMPLE_COLUMNS = ("kind", "category", "attack_style", "prompt", "chosen", "rejected")
 _SCORE = re.compile(r"score (-?[0-9.]+)")
 _PREDICTED = re.compile(r"predicted (\w+)")
 
@@ -73,6 +84,11 @@ def _details(summary: str, inner: str, *, warning: bool = False) -> str:
     return f"<details><summary>{html.escape(summary)}</summary>{note}{inner}</details>"
 
 
+def _only(rows: pl.DataFrame, *cols: str) -> pl.DataFrame:
+    """``rows`` with only those of ``cols`` it has: a filter then copies what a section reads."""
+    return rows.select(c for c in cols if c in rows.columns)
+
+
 def _score(detail: str | None, pattern: re.Pattern) -> str | None:
     m = pattern.search(detail or "")
     return m.group(1) if m else None
@@ -82,6 +98,7 @@ def _score(detail: str | None, pattern: re.Pattern) -> str | None:
 
 def _overview(page: _Page, manifest: dict, pairs: pl.DataFrame, ev: pl.DataFrame, languages: list[str]) -> None:
     page.h2("Overview", "overview")
+    pairs, ev = _only(pairs, "lang", "file_split"), _only(ev, "lang")
     rows = []
     for lang in languages:
         p = pairs.filter(pl.col("lang") == lang)
@@ -128,6 +145,32 @@ def _funnel(page: _Page, manifest: dict, languages: list[str]) -> None:
     page.chart(fig)
 
 
+def _example_ids(rejects: pl.DataFrame | None) -> set[str]:
+    """The prompt ids of the reject examples :func:`_rejects` shows."""
+    if rejects is None or rejects.height == 0:
+        return set()
+    ex = rejects.with_columns(pl.int_range(pl.len()).over("stage", "reason").alias("__n"))
+    return set(ex.filter(pl.col("__n") < REJECT_EXAMPLES)["prompt_id"].drop_nulls().to_list())
+
+
+def _english_prompts(root: Path, prompt_ids: set[str]) -> dict[str, str]:
+    """prompt id -> English original (a released row of origin ``source``) of ``prompt_ids``,
+    read for those rows alone; the first row of a prompt in file order gives its text."""
+    english: dict[str, str] = {}
+    if not prompt_ids:
+        return english
+    ids = pl.Series(sorted(prompt_ids), dtype=pl.String)
+    for f in release_files(root):
+        names = pq.read_schema(f).names
+        if not {"origin", "prompt_id", "prompt"} <= set(names):
+            continue
+        found = (pl.scan_parquet(f).select("prompt_id", "prompt", "origin")
+                 .filter((pl.col("origin") == "source") & pl.col("prompt_id").is_in(ids.implode())).collect())
+        for pid, text in as_text(found).select("prompt_id", "prompt").iter_rows():
+            english.setdefault(pid, text)
+    return english
+
+
 def _rejects(page: _Page, rejects: pl.DataFrame | None, english: dict[str, str]) -> None:
     page.h2("Reject reasons, with examples", "rejects")
     if rejects is None:
@@ -152,7 +195,6 @@ def _rejects(page: _Page, rejects: pl.DataFrame | None, english: dict[str, str])
 def box_stats(values) -> dict:
     """Five-number summary (Tukey fences at 1.5 IQR, clipped to the data) and mean of ``values``:
     a box is drawn from these, so the page stays small whatever the number of rows."""
-    import numpy as np
     v = np.asarray(values, dtype=float)
     q1, med, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
     iqr = q3 - q1
@@ -169,7 +211,7 @@ def _box(x: list[str], stats: list[dict], **kw):
                                                                  "mean")}, **kw)
 
 
-def _score_boxes(page: _Page, *, title: str, scores: dict[str, list[float]], thresholds: dict[str, float],
+def _score_boxes(page: _Page, *, title: str, scores: dict[str, np.ndarray], thresholds: dict[str, float],
                  axis: str) -> None:
     import plotly.graph_objects as go
 
@@ -191,16 +233,21 @@ def _qe(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame 
         languages: list[str]) -> None:
     page.h2("Translation quality (QE) per language", "qe")
     stats = (manifest.get("stage_stats") or {}).get("qe") or {}
-    scored = pairs.filter(pl.col("qe_score").is_not_null()) if "qe_score" in pairs.columns else pairs.clear()
-    scores: dict[str, list[float]] = {}
+    scored = (_only(pairs, "lang", "qe_score").filter(pl.col("qe_score").is_not_null())
+              if "qe_score" in pairs.columns else pairs.clear())
+    scores: dict[str, np.ndarray] = {}
     for lang in languages:
-        vals = scored.filter(pl.col("lang") == lang)["qe_score"].to_list() if scored.height else []
+        # Released rows' scores (as an array: a list of Python floats is 4x the memory), then
+        # the rejected rows' in their order.
+        vals = [scored.filter(pl.col("lang") == lang)["qe_score"].to_numpy()] if scored.height else []
+        extra = []
         if rejects is not None and rejects.height:
             for d in rejects.filter((pl.col("stage") == "qe") & (pl.col("lang") == lang))["detail"].to_list():
                 s = _score(d, _SCORE)
                 if s is not None:
-                    vals.append(float(s))
-        if vals:
+                    extra.append(float(s))
+        vals = np.concatenate([*vals, np.asarray(extra, dtype=float)])
+        if len(vals):
             scores[lang] = vals
     if not scores:
         page.text("No row was machine-translated and scored, so there is no QE score to show (translation-memory "
@@ -220,26 +267,29 @@ def _lid(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame
 
     page.h2("Language identification", "lid")
     threshold = ((manifest.get("recipe") or {}).get("lid") or {}).get("threshold")
-    checked = pairs.filter(pl.col("lid_score").is_not_null()) if "lid_score" in pairs.columns else pairs.clear()
-    checked = checked.unique("pair_id", keep="first", maintain_order=True) if checked.height else checked
+    checked = (_only(pairs, "lang", "pair_id_hash", "lid_lang", "lid_score").filter(pl.col("lid_score").is_not_null())
+               if "lid_score" in pairs.columns else pairs.clear())
+    checked = checked.unique("pair_id_hash", keep="first", maintain_order=True) if checked.height else checked
     # Prompts only: the response check's scores are about the answers, not the prompt's language.
     lid_rejects = (rejects.filter((pl.col("stage") == "lid_prompt") & pl.col("detail").str.starts_with("prompt:"))
                    if rejects is not None and rejects.height else None)
-    scores: dict[str, list[float]] = {}
+    scores: dict[str, np.ndarray] = {}
     confusion: dict[tuple[str, str], int] = {}
     for lang in languages:
         part = checked.filter(pl.col("lang") == lang) if checked.height else checked
-        vals = part["lid_score"].to_list() if part.height else []
+        vals = [part["lid_score"].to_numpy()] if part.height else []
+        extra = []
         for pred, n in (part.group_by("lid_lang").len().iter_rows() if part.height else []):
             confusion[(lang, pred)] = confusion.get((lang, pred), 0) + n
         if lid_rejects is not None:
             for d in lid_rejects.filter(pl.col("lang") == lang)["detail"].to_list():
                 s, pred = _score(d, _SCORE), _score(d, _PREDICTED)
                 if s is not None:
-                    vals.append(float(s))
+                    extra.append(float(s))
                 if pred is not None:
                     confusion[(lang, pred)] = confusion.get((lang, pred), 0) + 1
-        if vals:
+        vals = np.concatenate([*vals, np.asarray(extra, dtype=float)])
+        if len(vals):
             scores[lang] = vals
     if not scores:
         page.text("No prompt was language-checked (English rows are not checked).")
@@ -269,7 +319,8 @@ def _coverage(page: _Page, pairs: pl.DataFrame) -> None:
         return
     page.text("Distinct prompts (counted once over all languages) per harm category and attack style.")
     for split in ("train", "test"):
-        part = pairs.filter(pl.col("file_split") == split)
+        part = _only(pairs, "file_split", "prompt_id_hash", "category", "attack_style").filter(
+            pl.col("file_split") == split)
         if part.height == 0:
             page.text(f"No {split} pairs.")
             continue
@@ -286,15 +337,16 @@ def _lengths(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
     import plotly.graph_objects as go
 
     page.h2("Response lengths per language", "lengths")
-    if pairs.height == 0 or "chosen" not in pairs.columns:
+    if pairs.height == 0 or "chosen_chars" not in pairs.columns:
         page.text("No pairs.")
         return
+    pairs = _only(pairs, "lang", "chosen_chars", "rejected_chars")
     fig = go.Figure()
     present = [lang for lang in languages if pairs.filter(pl.col("lang") == lang).height]
     for i, col in enumerate(("chosen", "rejected")):
         xs, stats = [], []
         for lang in present:
-            vals = pairs.filter(pl.col("lang") == lang)[col].drop_nulls().str.len_chars().to_numpy()
+            vals = pairs.filter(pl.col("lang") == lang)[f"{col}_chars"].drop_nulls().to_numpy()
             if len(vals):
                 xs.append(lang)
                 stats.append(box_stats(vals))
@@ -317,8 +369,9 @@ def _origins(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
               "translation) and where the responses come from (template, reference, or a generator model).")
     titles = {"origin": "prompt", "chosen_origin": "chosen", "rejected_origin": "rejected"}
     fig = make_subplots(rows=1, cols=len(cols), subplot_titles=[titles[c] for c in cols], shared_yaxes=True)
+    pairs = _only(pairs, "lang", *cols)
     present = [lang for lang in languages if pairs.filter(pl.col("lang") == lang).height]
-    values = sorted({str(v) for c in cols for v in pairs[c].to_list()})
+    values = sorted({str(v) for c in cols for v in pairs[c].unique().to_list()})
     color = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(values)}
     for j, c in enumerate(cols, start=1):
         counts = {(lang, str(v)): n for lang, v, n in pairs.group_by("lang", c).len().iter_rows()}
@@ -332,20 +385,49 @@ def _origins(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
     page.chart(fig)
 
 
-def _samples(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
+def _sample_rows(root: Path, languages: list[str]) -> dict[str, list[dict]]:
+    """lang -> its first :data:`SAMPLE_ROWS` pairs by pair id (a deterministic spread), with their
+    texts: the ids are read from every pair file, the texts of the chosen rows alone."""
+    picks = []
+    for i, f in enumerate(release_files(root, include="pairs")):
+        names = pq.read_schema(f).names
+        if "pair_id" not in names or "lang" not in names:
+            continue
+        ids = (pl.read_parquet(f, columns=["pair_id", "lang"])
+               .filter(pl.col("lang").is_in(languages)).sort("pair_id")
+               .group_by("lang", maintain_order=True).head(SAMPLE_ROWS))
+        picks.append(ids.with_columns(__file=pl.lit(i, dtype=pl.UInt32)))
+    if not picks:
+        return {}
+    picks = pl.concat(picks).sort("pair_id").group_by("lang", maintain_order=True).head(SAMPLE_ROWS)
+    files = release_files(root, include="pairs")
+    texts = []
+    for i, part in picks.partition_by("__file", as_dict=True).items():
+        f = files[i[0]]
+        names = pq.read_schema(f).names
+        cols = ["pair_id", *(c for c in SAMPLE_COLUMNS if c in names)]
+        # By pair id (unique in the pair configs): the reader decodes the texts of those rows only.
+        found = pl.scan_parquet(f).select(cols).filter(pl.col("pair_id").is_in(part["pair_id"].implode())).collect()
+        texts.append(as_text(found).with_columns(file_split=pl.lit(f.name.split("-")[0])))
+    rows = pl.concat(texts, how="diagonal_relaxed").sort("pair_id")
+    return {lang: part.to_dicts() for (lang,), part in
+            rows.join(picks.select("pair_id", "lang"), on="pair_id", maintain_order="left")
+            .partition_by("lang", as_dict=True).items()}
+
+
+def _samples(page: _Page, pairs: pl.DataFrame, samples: dict[str, list[dict]], languages: list[str]) -> None:
     page.h2("Sample rows per language", "samples")
     if pairs.height == 0:
         page.text("No pairs.")
         return
     blocks = []
+    pairs = _only(pairs, "lang")
     for lang in languages:
         part = pairs.filter(pl.col("lang") == lang)
         if part.height == 0:
             continue
-        # A deterministic spread: the first rows of the language by pair id.
-        sample = part.sort("pair_id").head(SAMPLE_ROWS)
         rows = [[r.get("file_split"), r.get("kind"), r.get("category"), r.get("attack_style"), r.get("prompt"),
-                 r.get("chosen"), r.get("rejected")] for r in sample.iter_rows(named=True)]
+                 r.get("chosen"), r.get("rejected")] for r in samples.get(lang, [])]
         blocks.append(_details(f"{lang}: {len(rows)} of {part.height} pairs",
                                _table(["split", "kind", "category", "attack style", "prompt", "chosen", "rejected"],
                                       rows), warning=True))
@@ -374,16 +456,19 @@ def render_report(release: str | Path, *, verified: bool = False) -> str:
         require_valid(root, action="report on it")
     manifest = read_manifest(root)
     languages = list(manifest.get("languages") or [])
-    rows = load_release_rows(root)
-    if rows.height == 0:
-        raise InputError("the release holds no rows, so there is nothing to report", file=str(root))
-    pairs = rows.filter(pl.col("config") != "evaluation")
-    ev = rows.filter(pl.col("config") == "evaluation")
     rejects = pl.read_parquet(root / "rejects.parquet") if (root / "rejects.parquet").is_file() else None
-    english = {}
-    if "origin" in rows.columns:
-        for pid, text in rows.filter(pl.col("origin") == "source").select("prompt_id", "prompt").iter_rows():
-            english.setdefault(pid, text)
+    # The few texts shown first, each file's texts read and dropped before the light rows are held.
+    english = _english_prompts(root, _example_ids(rejects))
+    samples = _sample_rows(root, languages)
+    # Light rows: the pair configs with what the charts need, the evaluation config its languages.
+    pairs = light_release_rows(root, columns=PAIR_COLUMNS, include="pairs")
+    ev = light_release_rows(root, columns=["lang"], include="evaluation")
+    if pairs.height + ev.height == 0:
+        raise InputError("the release holds no rows, so there is nothing to report", file=str(root))
+    if ev.height == 0:
+        ev = pl.DataFrame(schema={"lang": pl.String})
+    if pairs.height == 0:
+        pairs = pl.DataFrame(schema={"lang": pl.String, "file_split": pl.String})
 
     page = _Page()
     _overview(page, manifest, pairs, ev, languages)
@@ -394,7 +479,7 @@ def render_report(release: str | Path, *, verified: bool = False) -> str:
     _coverage(page, pairs)
     _lengths(page, pairs, languages)
     _origins(page, pairs, languages)
-    _samples(page, pairs, languages)
+    _samples(page, pairs, samples, languages)
 
     title = f"{manifest.get('name', '?')} v{manifest.get('version', '?')}"
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
