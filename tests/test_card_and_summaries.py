@@ -277,3 +277,70 @@ def test_inspect_compact_full_and_totals(custom_release):
     assert "by attack style" not in compact and len(compact.splitlines()) < len(full.splitlines())
     for header in (["config/split", "rows"], ["config/split", "category", "rows"]):
         assert any(line.split() == header for line in full.splitlines()), header
+
+
+# --- 11. the card, its figures and the counts from light tables ---------------------------
+
+def _tables_of(root: Path) -> dict:
+    """(config, split) -> full rows of a release folder, as the build held them."""
+    from refuseu.release.assemble import as_text
+
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    out = {}
+    for key in manifest["counts"]:
+        config, split = key.split("/")
+        stem = "eval" if config == "evaluation" else split
+        files = sorted((root / "data" / config).glob(f"{stem}-*.parquet"))
+        out[(config, split)] = pl.concat([as_text(pl.read_parquet(f)) for f in files], how="diagonal_relaxed")
+    return out
+
+
+def test_card_figures_and_counts_from_light_tables_are_those_of_the_texts(seed_release, tmp_path):
+    from refuseu.release.assemble import light_table
+    from refuseu.release.card import render_card
+    from refuseu.release.figures import write_card_figures
+    from refuseu.release.inspect import language_counts, table_language_counts
+
+    root, _ = seed_release
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    full = _tables_of(root)
+    light = {k: light_table(df) for k, df in full.items()}
+    assert all(not {"prompt", "chosen", "rejected", "pair_id"} & set(df.columns) for df in light.values())
+    assert all(light_table(df).equals(df) for df in light.values())  # a light table stays as it is
+    langs = manifest["languages"]
+    kw = dict(name="n", version="1.0.0", signature="s", languages=langs, written={"lang_en/train": []},
+              funnel=manifest["funnel"], engines={"respond": "builtin"}, license="other", gated=True,
+              stats=manifest["stage_stats"], sources=["seed"], figures=None)
+    card = render_card(tables=light, **kw)
+    assert card == render_card(tables=full, **kw)
+    # The figures the build wrote are those of the light tables.
+    for name, tables in (("light", light), ("full", full)):
+        write_card_figures(tmp_path / name, tables=tables, languages=langs, funnel=manifest["funnel"])
+        for png in sorted((root / "figures").glob("*.png")):
+            assert (tmp_path / name / "figures" / png.name).read_bytes() == png.read_bytes(), (name, png.name)
+    counts = language_counts(root, langs)
+    assert table_language_counts(light, langs) == table_language_counts(full, langs) == counts
+    # Distinct responses and mean lengths in the card are those of the texts.
+    pairs = pl.concat([df for (c, _), df in full.items() if c != "evaluation"])
+    harmful = pairs.filter(pl.col("kind") == "harmful")
+    row = (f"| `en` | {pairs.filter(pl.col('kind') == 'benign').height} | {harmful['chosen'].n_unique()} | "
+           f"{harmful['rejected'].n_unique()} | {harmful['chosen'].str.len_chars().mean():.0f} | "
+           f"{harmful['rejected'].str.len_chars().mean():.0f} |")
+    assert row in card and row in (root / "README.md").read_text(encoding="utf-8")
+    assert "| `prompt` | string |" in card and "| `pair_id` | string |" in card  # fields of the files
+
+
+def test_inspect_response_counts_are_those_of_the_texts(custom_release, conversational_release):
+    from refuseu.release.inspect import inspect_release, light_release_rows, load_release_rows
+
+    for root in (custom_release, conversational_release):
+        rows = load_release_rows(root)
+        light = light_release_rows(root)
+        assert light.height == rows.height and not any(light.schema[c] == pl.String for c in light.columns)
+        assert light["chosen_chars"].to_list() == rows["chosen"].str.len_chars().to_list()
+        pairs = rows.filter(pl.col("config") != "evaluation")
+        harmful = pairs.filter(pl.col("kind") == "harmful")
+        r = inspect_release(root)["responses"]["en"]
+        assert r["distinct_chosen"] == harmful["chosen"].n_unique()
+        assert r["distinct_rejected"] == harmful["rejected"].n_unique()
+        assert r["chosen_mean_chars"] == round(harmful["chosen"].str.len_chars().mean(), 1)

@@ -199,3 +199,55 @@ def test_report_of_a_hub_release_names_the_release_not_a_path(rejecting_build, h
     assert res.returncode == 0, res.stderr
     out = tmp_path / "alice__refusals-v0.1.0.report.html"
     assert out.read_text(encoding="utf-8") == Path(rejecting_build.report).read_text(encoding="utf-8")
+
+
+def test_report_shows_the_texts_of_its_sample_rows_and_reject_examples(rejecting_build):
+    """The page reads light rows and the few texts it shows; those are the rows a whole read gives."""
+    import polars as pl
+
+    from refuseu.release.inspect import load_release_rows
+    from refuseu.release.report import REJECT_EXAMPLES, SAMPLE_ROWS, _table, render_report
+
+    root = Path(rejecting_build.release_dir)
+    page = render_report(root, verified=True)
+    rows = load_release_rows(root)
+    pairs = rows.filter(pl.col("config") != "evaluation")
+    for lang in ("en", "de"):
+        part = pairs.filter(pl.col("lang") == lang)
+        sample = part.sort("pair_id").head(SAMPLE_ROWS)
+        shown = [[r["file_split"], r["kind"], r["category"], r["attack_style"], r["prompt"], r["chosen"],
+                  r["rejected"]] for r in sample.iter_rows(named=True)]
+        assert f"{lang}: {len(shown)} of {part.height} pairs" in page
+        assert _table(["split", "kind", "category", "attack style", "prompt", "chosen", "rejected"], shown) in page
+    english = {}
+    for pid, text in rows.filter(pl.col("origin") == "source").select("prompt_id", "prompt").iter_rows():
+        english.setdefault(pid, text)
+    rejects = pl.read_parquet(root / "rejects.parquet")
+    named = 0
+    for (stage, reason), part in rejects.group_by("stage", "reason", maintain_order=True):
+        ex = [[r["lang"], r["prompt_id"], r["detail"], english.get(r["prompt_id"], "")]
+              for r in part.head(REJECT_EXAMPLES).iter_rows(named=True)]
+        named += sum(bool(r[3]) for r in ex)
+        assert _table(["lang", "prompt_id", "detail", "English prompt (where released)"], ex) in page, (stage, reason)
+    assert named  # an untranslated prompt's English original is released
+
+
+def test_light_release_rows_hold_lengths_and_hashes_not_texts(rejecting_build):
+    import polars as pl
+
+    from refuseu.release.inspect import light_release_rows, load_release_rows
+
+    root = Path(rejecting_build.release_dir)
+    rows, light = load_release_rows(root), light_release_rows(root)
+    assert light.height == rows.height
+    assert not {"prompt", "chosen", "rejected", "pair_id", "prompt_id", "group_id"} & set(light.columns)
+    assert not any(light.schema[c] == pl.String for c in light.columns)
+    for col in ("prompt", "chosen", "rejected"):
+        assert light[f"{col}_chars"].to_list() == rows[col].str.len_chars().to_list(), col
+        assert light[f"{col}_hash"].n_unique() == rows[col].n_unique(), col
+    assert light["pair_id_hash"].n_unique() == rows["pair_id"].n_unique()
+    assert light["config"].cast(pl.String).to_list() == rows["config"].to_list()
+    assert light["file_split"].cast(pl.String).to_list() == rows["file_split"].to_list()
+    pairs = light_release_rows(root, columns=["lang"], include="pairs")
+    assert pairs.columns == ["lang", "config", "file_split"]
+    assert pairs.height == rows.filter(pl.col("config") != "evaluation").height
