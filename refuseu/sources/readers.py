@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
+import itertools
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import polars as pl
 
@@ -247,13 +248,16 @@ def _column_mapping(src: SourceConfig) -> dict[str, str]:
     return cols
 
 
-def resolve_columns(columns: list[str], src: SourceConfig, display: str) -> dict[str, str | None]:
+def resolve_columns(columns: list[str], src: SourceConfig, display: str, *,
+                    pending: bool = False) -> dict[str, str | None]:
     """Which column holds each field: the mapped one (exact name, else the only one that
     matches case-insensitively), else the only column whose name is one of
     :data:`COLUMN_NAMES` (case-insensitive); None: the file has no such column.
 
     Two candidate columns for one field, or a mapped column that is not there, are input
-    errors naming the file and the candidates."""
+    errors naming the file and the candidates. ``pending``: more columns may come (JSON
+    lines read in chunks), so a mapped column other than the text's that is not there yet
+    resolves to None."""
     mapping = _column_mapping(src)
     unknown = set(mapping) - set(FIELDS)
     if unknown:
@@ -273,6 +277,9 @@ def resolve_columns(columns: list[str], src: SourceConfig, display: str) -> dict
             folded = [c for c in columns if c.lower() == want.lower()]
             if len(folded) == 1:
                 out[field] = folded[0]
+                continue
+            if pending and field != "text" and not folded:
+                out[field] = None
                 continue
             what = f" (preset {src.preset})" if src.preset and field not in src.columns else ""
             raise InputError(f"missing required column '{want}'{what}", file=display, field=field,
@@ -355,9 +362,38 @@ def _sniff_delimiter(header: str) -> str:
 
 
 # --- reading ---------------------------------------------------------------------------
+# Sources are read in chunks of at most ``chunk_rows`` rows, so that memory follows the
+# chunk and not the file. Every chunk is read, conformed and validated on its own; the
+# chunks of a source, concatenated, are exactly the rows a whole-file read gives.
+
+#: Rows per chunk when a caller reads whole tables (read_sources, read_source).
+READ_CHUNK_ROWS = 100_000
+
+
+def iter_sources(sources: list[SourceConfig], chunk_rows: int = READ_CHUNK_ROWS, *,
+                 taxonomy: Taxonomy | None = None) -> Iterator[pl.DataFrame]:
+    """The rows of every source, in order, as tables of at most ``chunk_rows`` rows with the
+    raw-prompt columns (a chunk ends where a source ends, so it may be shorter). Bad input
+    raises :class:`InputError` naming the file, line and field when the chunk holding it is
+    read (rows of earlier chunks have been yielded by then)."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    taxonomy = taxonomy or load_taxonomy()
+    for src in sources:
+        yield from iter_source(src, chunk_rows, taxonomy=taxonomy)
+
 
 def read_sources(sources: list[SourceConfig], *, taxonomy: Taxonomy | None = None) -> pl.DataFrame:
-    frames = [read_source(s, taxonomy=taxonomy) for s in sources]
+    """Every source as one table (the chunks of :func:`iter_sources`, concatenated)."""
+    return _concat(list(iter_sources(sources, taxonomy=taxonomy)))
+
+
+def read_source(src: SourceConfig, *, taxonomy: Taxonomy | None = None) -> pl.DataFrame:
+    """Read one source into the raw-prompt columns; bad input raises :class:`InputError`."""
+    return _concat(list(iter_source(src, READ_CHUNK_ROWS, taxonomy=taxonomy)))
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
     # One chunk: polars 2.1 panics in pl.format over a filtered multi-chunk string column.
     return pl.concat(frames, how="vertical", rechunk=True) if frames else pl.DataFrame(schema=_raw_schema())
 
@@ -367,73 +403,177 @@ def _raw_schema() -> dict:
             "hint": pl.String, "source": pl.String, "source_row": pl.Int64}
 
 
-def read_source(src: SourceConfig, *, taxonomy: Taxonomy | None = None) -> pl.DataFrame:
-    """Read one source into the raw-prompt columns; bad input raises :class:`InputError`."""
+def empty_raw() -> pl.DataFrame:
+    """A table with the raw-prompt columns and no rows."""
+    return pl.DataFrame(schema=_raw_schema())
+
+
+def iter_source(src: SourceConfig, chunk_rows: int = READ_CHUNK_ROWS, *,
+                taxonomy: Taxonomy | None = None) -> Iterator[pl.DataFrame]:
+    """One source's rows in chunks of at most ``chunk_rows`` (see :func:`iter_sources`)."""
     taxonomy = taxonomy or load_taxonomy()
     spec = src.spec
+    conformer = _Conformer(src, label=source_label(spec), display=spec, taxonomy=taxonomy,
+                           columns_known=False)
+    fmt = "jsonl"
     if spec == "seed":
-        df = _read_jsonl(seed_prompts_path(), "seed")
+        raw = _jsonl_chunks(seed_prompts_path(), "seed", chunk_rows, conformer)
     elif spec.startswith("hf:"):
-        df = _read_hub(spec, split=src.split)
+        fmt = "hub"
+        raw = _hub_chunks(spec, split=src.split, chunk_rows=chunk_rows)
     else:
         path, fmt = _check_local_file(spec)
         if fmt == "jsonl":
-            df = _read_jsonl(path, spec, src)
+            raw = _jsonl_chunks(path, spec, chunk_rows, conformer)
+        elif fmt == "csv":
+            raw = _csv_chunks(path, spec, chunk_rows)
         else:
-            df = (_read_csv if fmt == "csv" else _read_parquet)(path, spec)
-        if df.height == 0:
-            what = " (only a header line)" if fmt == "csv" else ""
-            raise InputError(f"the file has no rows{what}", file=spec,
-                             hint="give a file with at least one prompt row")
-    return _conform(df, src, label=source_label(spec), display=spec, taxonomy=taxonomy)
+            raw = _parquet_chunks(path, spec, chunk_rows)
+    # Only JSON lines can gain a column after the first chunk; other formats name every
+    # column up front, so a mapped column that is not there is reported at once.
+    conformer.columns_known = fmt != "jsonl"
+    rows = 0
+    for out in _exact_chunks(map(conformer, raw), chunk_rows):
+        rows += out.height
+        yield out
+        del out  # not held while the next chunk is read
+    if rows == 0 and fmt != "hub":  # the Hub reader reports an empty split itself
+        what = " (only a header line)" if fmt == "csv" else ""
+        raise InputError(f"the file has no rows{what}", file=spec, hint="give a file with at least one prompt row")
+    conformer.finish()
 
 
-def _read_text(path: Path, spec: str) -> bytes:
-    """The file's bytes without a UTF-8 BOM; empty, blank or non-UTF-8 files are input errors."""
+def _exact_chunks(frames: Iterator[pl.DataFrame], size: int) -> Iterator[pl.DataFrame]:
+    """``frames`` re-cut into tables of exactly ``size`` rows, the last one shorter (blank
+    lines and multi-line CSV records make a file's line chunks hold fewer rows)."""
+    buf: list[pl.DataFrame] = []
+    held = 0
+    for df in frames:
+        if not buf and df.height == size:  # the usual case: nothing to cut or join
+            yield df.rechunk()
+            continue
+        buf.append(df)
+        held += df.height
+        del df
+        while held >= size:
+            joined = pl.concat(buf, how="vertical") if len(buf) > 1 else buf[0]
+            rest = joined.slice(size)
+            buf, held = ([rest] if rest.height else []), rest.height
+            yield joined.slice(0, size).rechunk()
+            del joined
+    if held:
+        yield (pl.concat(buf, how="vertical") if len(buf) > 1 else buf[0]).rechunk()
+
+
+class _Conformer:
+    """Conforms the chunks of one source. Fields are resolved against every column seen so
+    far (a JSON line may bring a column no earlier line had), so that a chunk resolves as
+    the whole file would: a column missing from a chunk reads as null there."""
+
+    def __init__(self, src: SourceConfig, *, label: str, display: str, taxonomy: Taxonomy,
+                 columns_known: bool):
+        self.src, self.label, self.display, self.taxonomy = src, label, display, taxonomy
+        self.columns_known = columns_known
+        self.columns: dict[str, None] = {}
+
+    def mapping(self, columns: list[str]) -> dict[str, str | None]:
+        self.columns.update(dict.fromkeys(c for c in columns if c != "__row"))
+        return resolve_columns(list(self.columns), self.src, self.display, pending=not self.columns_known)
+
+    def __call__(self, df: pl.DataFrame) -> pl.DataFrame:
+        mapping = self.mapping(df.columns)
+        absent = [c for c in self.columns if c not in df.columns]
+        if absent:
+            df = df.with_columns(pl.lit(None).alias(c) for c in absent)
+        return _conform(df, self.src, label=self.label, display=self.display, taxonomy=self.taxonomy,
+                        mapping=mapping)
+
+    def finish(self) -> None:
+        """A mapped column that no row of the source had is an error (as for a whole file)."""
+        resolve_columns(list(self.columns), self.src, self.display)
+
+
+def _open_source(path: Path, spec: str) -> BinaryIO:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        return open(path, "rb")
     except OSError as e:
         raise _open_error(e, spec) from None
-    if not data:
+
+
+def _physical_lines(f: BinaryIO, spec: str) -> Iterator[bytes]:
+    """The file's lines (with their newline), a leading UTF-8 BOM removed; an empty file is
+    an input error. Take lines with :func:`_take` (which reports read errors)."""
+    try:
+        first = f.readline()
+    except OSError as e:
+        raise _open_error(e, spec) from None
+    if not first:
         raise InputError("the file is empty", file=spec, hint="give a file with at least one prompt row")
-    if data.startswith(BOM):  # editors write it; it is valid UTF-8 and not part of the data
-        data = data[len(BOM):]
+    if first.startswith(BOM):  # editors write it; it is valid UTF-8 and not part of the data
+        first = first[len(BOM):]
+    return itertools.chain([first], f)  # no Python frame per line: millions of lines
+
+
+def _take(lines: Iterator[bytes], n: int, spec: str) -> list[bytes]:
+    try:
+        return list(itertools.islice(lines, n))
+    except OSError as e:
+        raise _open_error(e, spec) from None
+
+
+def _check_utf8(data: bytes, spec: str, first_line: int) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
+        line = first_line + data.count(b"\n", 0, e.start)
         raise InputError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=spec, line=line,
                          hint="re-save the file as UTF-8") from None
-    if not data.strip():
-        raise InputError("the file has no rows (only blank lines)", file=spec,
-                         hint="give a file with at least one prompt row")
-    return data
 
 
-def _read_jsonl(path: Path, spec: str, text_column: str | SourceConfig = "text") -> pl.DataFrame:
-    data = _read_text(path, spec)
-    # Rows are numbered by physical line so that errors point at the line in an editor.
-    try:
-        df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-    except Exception:
-        _find_bad_json_line(spec, data)
-        raise
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-    if n_lines == df.height:  # no blank lines: record i is on line i
-        df = df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
-    else:
-        lines = [i + 1 for i, ln in enumerate(data.split(b"\n")) if ln.strip()]
-        if len(lines) != df.height:
-            lines = list(range(1, df.height + 1))
-        df = df.with_columns(pl.Series("__row", lines, dtype=pl.Int64))
-    if isinstance(text_column, SourceConfig):  # the column the source's text comes from
-        text_column = resolve_columns(df.columns, text_column, spec)["text"]
-    _check_json_text_type(df, data, spec, text_column)
-    return df
+def _only_blank_lines(spec: str) -> InputError:
+    return InputError("the file has no rows (only blank lines)", file=spec,
+                      hint="give a file with at least one prompt row")
 
 
-def _check_json_text_type(df: pl.DataFrame, data: bytes, spec: str, column: str) -> None:
+def _jsonl_chunks(path: Path, spec: str, chunk_rows: int, conformer: _Conformer) -> Iterator[pl.DataFrame]:
+    """JSON lines, ``chunk_rows`` physical lines at a time. ``__row`` is the physical line
+    so that errors point at the line in an editor."""
+    with _open_source(path, spec) as f:
+        lines_iter = _physical_lines(f, spec)
+        first_line, any_rows = 1, False
+        while True:
+            lines = _take(lines_iter, chunk_rows, spec)
+            if not lines:
+                break
+            start, n_lines = first_line, len(lines)
+            first_line += n_lines
+            data = b"".join(lines)
+            del lines  # the chunk's bytes are held once; lines are split again only when needed
+            _check_utf8(data, spec, start)
+            if data.isspace():
+                continue
+            any_rows = True
+            try:
+                df = pl.read_ndjson(data, infer_schema_length=None)
+            except Exception:
+                _find_bad_json_line(spec, data, start)
+                raise
+            if df.height == n_lines:  # no blank lines: record i is on line start + i
+                df = df.with_columns(pl.int_range(start, start + df.height, dtype=pl.Int64).alias("__row"))
+            else:
+                rows = [start + i for i, ln in enumerate(data.split(b"\n")[:n_lines]) if ln.strip()]
+                if len(rows) != df.height:
+                    rows = list(range(start, start + df.height))
+                df = df.with_columns(pl.Series("__row", rows, dtype=pl.Int64))
+            text_column = conformer.mapping(df.columns)["text"]
+            _check_json_text_type(df, data, start, spec, text_column)
+            yield df
+            del df, data  # not held while the next chunk is read
+        if not any_rows:
+            raise _only_blank_lines(spec)
+
+
+def _check_json_text_type(df: pl.DataFrame, data: bytes, first_line: int, spec: str, column: str) -> None:
     """polars reads a column that mixes strings and numbers as text ("text": 5 -> "5");
     look at the JSON of the few rows whose value could be such a conversion."""
     if column not in df.columns or df.schema[column] != pl.String:
@@ -444,7 +584,7 @@ def _check_json_text_type(df: pl.DataFrame, data: bytes, spec: str, column: str)
     lines = data.split(b"\n")
     for row in suspects:
         try:
-            value = json.loads(lines[row - 1]).get(column)
+            value = json.loads(lines[row - first_line]).get(column)
         except (IndexError, ValueError, AttributeError):
             continue  # row numbers are approximate here; the check is best effort
         if value is not None and not isinstance(value, str):
@@ -458,8 +598,8 @@ def _not_text(value, spec: str, row: int | None, column: str) -> InputError:
                       field=column, hint="quote the value, or map another column with sources[].columns")
 
 
-def _find_bad_json_line(spec: str, data: bytes) -> None:
-    for i, raw in enumerate(data.split(b"\n"), start=1):
+def _find_bad_json_line(spec: str, data: bytes, first_line: int) -> None:
+    for i, raw in enumerate(data.split(b"\n"), start=first_line):
         if not raw.strip():
             continue
         try:
@@ -474,43 +614,96 @@ def _find_bad_json_line(spec: str, data: bytes) -> None:
                      hint="each line must be one JSON object with the same field types on every line")
 
 
-def _read_csv(path: Path, spec: str) -> pl.DataFrame:
-    data = _read_text(path, spec)
-    # ',' ';' or tab: whichever splits the header line into the most fields.
-    header = next((ln for ln in data[:1 << 16].decode("utf-8", errors="replace").splitlines() if ln.strip()), "")
-    sep = _sniff_delimiter(header)
-    try:
-        df = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True, separator=sep)
-    except Exception as e:  # locate the bad record with the csv module for the message
-        reader = csv.reader(io.StringIO(data.decode("utf-8")), delimiter=sep)
-        width = None
-        for rec in reader:
-            width = width or len(rec)
-            if len(rec) != width:
-                raise InputError(f"expected {width} fields, found {len(rec)}", file=spec,
-                                 line=reader.line_num) from None
-        raise InputError(f"could not parse CSV: {e}", file=spec) from None
-    # Header is line 1; quoted fields with newlines make this approximate, which is fine
-    # for error messages.
-    return df.with_columns(pl.int_range(2, df.height + 2, dtype=pl.Int64).alias("__row"))
+def _csv_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """CSV records, about ``chunk_rows`` physical lines at a time, each chunk parsed by
+    polars after the file's header lines (so every chunk parses as it would in the whole
+    file). A chunk ends only where the count of '"' is even: a quoted field may span lines.
+    ``__row`` is the record number + 1 (the header is line 1); quoted fields with newlines
+    make it approximate, which is fine for error messages."""
+    with _open_source(path, spec) as f:
+        lines_iter = _physical_lines(f, spec)
+        header: list[bytes] = []
+        while not header or not header[-1].strip():  # polars skips blank lines before the header
+            ln = _take(lines_iter, 1, spec)
+            if not ln:
+                break
+            header += ln
+        if not any(ln.strip() for ln in header):
+            _check_utf8(b"".join(header), spec, 1)
+            raise _only_blank_lines(spec)
+        while b"".join(header).count(b'"') % 2:  # a quoted header name with a newline
+            more = _take(lines_iter, 1, spec)
+            if not more:
+                break
+            header += more
+        head = b"".join(header)
+        _check_utf8(head, spec, 1)
+        # ',' ';' or tab: whichever splits the header line into the most fields.
+        sep = _sniff_delimiter(next((ln for ln in head.decode("utf-8").splitlines() if ln.strip()), ""))
+        first_line, record = 1 + len(header), 0
+        while True:
+            lines = _take(lines_iter, chunk_rows, spec)
+            if not lines:
+                break
+            data = b"".join(lines)
+            while data.count(b'"') % 2:  # inside a quoted field: read on to its end
+                more = _take(lines_iter, 64, spec)
+                if not more:
+                    break
+                lines += more
+                data = b"".join(lines)
+            start, first_line = first_line, first_line + len(lines)
+            _check_utf8(data, spec, start)
+            try:
+                df = pl.read_csv(head + data, infer_schema=False, has_header=True, separator=sep)
+            except Exception as e:
+                raise _csv_error(path, spec, sep, e) from None
+            df = df.with_columns(pl.int_range(record + 2, record + 2 + df.height, dtype=pl.Int64).alias("__row"))
+            record += df.height
+            yield df
 
 
-def _read_parquet(path: Path, spec: str) -> pl.DataFrame:
+def _csv_error(path: Path, spec: str, sep: str, error: Exception) -> InputError:
+    """Locate the bad record with the csv module (read from the start, line by line)."""
     try:
-        with open(path, "rb") as f:  # readable at all? (polars' own errors do not say)
+        with open(path, encoding="utf-8-sig", newline="\n") as f:
+            reader = csv.reader(f, delimiter=sep)
+            width = None
+            for rec in reader:
+                width = width or len(rec)
+                if len(rec) != width:
+                    return InputError(f"expected {width} fields, found {len(rec)}", file=spec,
+                                      line=reader.line_num)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    return InputError(f"could not parse CSV: {error}", file=spec)
+
+
+def _parquet_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """Parquet rows ``chunk_rows`` at a time (polars reads only the pages a slice needs)."""
+    with _open_source(path, spec) as f:  # readable at all? (polars' own errors do not say)
+        try:
             empty = not f.read(1)
-    except OSError as e:
-        raise _open_error(e, spec) from None
+        except OSError as e:
+            raise _open_error(e, spec) from None
     if empty:
         raise InputError("the file is empty", file=spec, hint="give a Parquet file with at least one row")
     try:
-        df = pl.read_parquet(path)
+        scan = pl.scan_parquet(path)
+        total = scan.select(pl.len()).collect().item()
     except Exception as e:
         raise InputError(f"not a readable Parquet file ({e})", file=spec) from None
-    return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
+    for start in range(0, total, chunk_rows):
+        try:
+            df = scan.slice(start, chunk_rows).collect()
+        except Exception as e:
+            raise InputError(f"not a readable Parquet file ({e})", file=spec) from None
+        yield df.with_columns(pl.int_range(start + 1, start + df.height + 1, dtype=pl.Int64).alias("__row"))
 
 
-def _read_hub(spec: str, *, split: str, commit: str | None = None) -> pl.DataFrame:
+def _hub_chunks(spec: str, *, split: str, chunk_rows: int, commit: str | None = None) -> Iterator[pl.DataFrame]:
+    """A Hub dataset split ``chunk_rows`` rows at a time. ``datasets`` keeps the split as
+    memory-mapped Arrow files in its cache, so a slice costs only the rows in it."""
     name, config, revision = parse_hub_spec(spec)
     if commit is None:
         from refuseu.sources.hub import resolve_commit
@@ -527,11 +720,13 @@ def _read_hub(spec: str, *, split: str, commit: str | None = None) -> pl.DataFra
                          f"{type(e).__name__}: {e}",
                          hint="check the name and your network/HF_TOKEN, or download it once and run "
                               "with HF_DATASETS_OFFLINE=1 from the cache") from None
-    df = pl.from_arrow(ds.data.table)
-    if df.height == 0:
+    table = ds.data.table
+    if table.num_rows == 0:
         raise InputError(f"the dataset split '{split}' has no rows", file=spec,
                          hint="choose another split with sources[].split")
-    return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("__row"))
+    for start in range(0, table.num_rows, chunk_rows):
+        df = pl.from_arrow(table.slice(start, chunk_rows))
+        yield df.with_columns(pl.int_range(start + 1, start + df.height + 1, dtype=pl.Int64).alias("__row"))
 
 
 # --- conform and validate --------------------------------------------------------------
@@ -550,8 +745,9 @@ def _text_expr(df: pl.DataFrame, col: str, field: str, display: str) -> pl.Expr:
 
 
 def _conform(df: pl.DataFrame, src: SourceConfig, *, label: str, display: str,
-             taxonomy: Taxonomy) -> pl.DataFrame:
-    mapping = resolve_columns(df.columns, src, display)  # fields -> columns (text always found)
+             taxonomy: Taxonomy, mapping: dict[str, str | None] | None = None) -> pl.DataFrame:
+    if mapping is None:  # fields -> columns (text always found)
+        mapping = resolve_columns(df.columns, src, display)
     text_col = mapping["text"]
     dtype = df.schema[text_col]
     if dtype != pl.Null and not (dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum):
