@@ -211,7 +211,7 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     everything = pl.concat([pairs, evaluation], how="diagonal_relaxed") if pairs.height else evaluation
 
     def values(col: str) -> set:
-        return set(everything[col].drop_nulls().to_list()) if col in everything.columns else set()
+        return set(everything[col].drop_nulls().unique().to_list()) if col in everything.columns else set()
 
     origins, kinds = values("origin"), values("kind")
     response_origins = values("chosen_origin") | values("rejected_origin")
@@ -233,7 +233,9 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     cat_rows, style_rows, origin_rows = [], [], []
     first = languages[0]
     if pairs.height:
-        en_or_first = pairs.filter(pl.col("lang") == first)
+        # (only the columns it counts: a filter copies every column it keeps)
+        en_or_first = pairs.select(pl.col(c for c in ("category", "attack_style") if c in pairs.columns)
+                                   .filter(pl.col("lang") == first))
         counts = dict(en_or_first.group_by("category").len().iter_rows())
         # The uncategorized bucket is listed only when rows fell into it.
         cat_rows = [[tax.codes[c], tax.names[c], counts.get(c, 0)] for c in tax.categories
@@ -245,8 +247,8 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
                 style_rows.append(["(none)", counts[None]])
         by = ["lang", "origin", "chosen_origin", "rejected_origin"]
         # Sorted as text (a Categorical sorts by its codes).
-        origin_rows = [list(r) for r in pairs.select(pl.col(by).cast(pl.String)).group_by(by)
-                       .len().sort(by, nulls_last=True).iter_rows()]
+        origin_rows = [list(r) for r in pairs.group_by(by).len().with_columns(pl.col(by).cast(pl.String))
+                       .sort(by, nulls_last=True).iter_rows()]
     response_rows = []
     if pairs.height and "chosen_hash" in pairs.columns:
         harmful = pl.col("kind") == "harmful"
@@ -264,8 +266,8 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
                                   "-" if r["rm"] is None else f"{r['rm']:.0f}"])
     engine_rows = [[stage, f"`{v}`"] for stage, v in engines.items()]
     if pairs.height and "engine" in pairs.columns:
-        for eng, rev, n in (pairs.select(pl.col("engine", "engine_revision").cast(pl.String))
-                            .group_by("engine", "engine_revision").len()
+        for eng, rev, n in (pairs.group_by("engine", "engine_revision").len()
+                            .with_columns(pl.col("engine", "engine_revision").cast(pl.String))
                             .sort("engine", "engine_revision", nulls_last=True).iter_rows()):
             if eng not in ("source", "tm"):
                 engine_rows.append(["translate (model)", f"`{eng}` revision `{rev}`: {n} rows"])
