@@ -233,8 +233,8 @@ def _candidate_pairs(dig: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 #: Rows whose digests leave rensa at once (its export is a list of Python ints: ~40 MB).
 _DIGEST_ROWS = 8192
-#: Rows shingled at once when a caller hands a longer piece of text.
-_PIECE_ROWS = 100_000
+#: Rows shingled at once (a longer piece of text is cut; working memory grows with it).
+_PIECE_ROWS = 20_000
 
 
 def _band_keys(tokens: np.ndarray, offsets: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:

@@ -84,85 +84,89 @@ class SplitStage(Stage):
         return z
 
     def run_stream(self, chunks: Chunks, ctx: StageContext) -> Iterator[StageResult]:
-        """Two reads of the input: one table row per group (ids as uint64, strings as small
-        codes) decides the split, then each chunk gets its groups' side."""
-        groups, names = self._groups(chunks)
-        pinned = self.pinned
+        """Two reads of the input: one entry per group (numpy arrays: the id as uint64, its
+        first row's kind, category and style as small codes) decides the split, then each
+        chunk gets its groups' side."""
+        g = self._groups(chunks)
         near_test = 0
         if self.test_texts and "text" in chunks.columns:
-            moved = self._near_pinned_test(chunks, groups)
+            moved = self._near_pinned_test(chunks, g["gid"][g["pin"] != 2])
             near_test = len(moved)
-            groups = groups.with_columns(__pin=pl.when(pl.col("gid").is_in(pl.Series(moved, dtype=pl.UInt64).implode()))
-                                         .then(pl.lit(2, dtype=pl.Int8)).otherwise(pl.col("__pin")))
-        fresh = groups.filter(pl.col("__pin") == 0)
-        # Round-robin over styles within a stratum: rank within (stratum, style) first.
-        fresh = fresh.sort("kind", "category", "__style", "__key", "gid", nulls_last=True).with_columns(
-            __srank=pl.int_range(pl.len()).over("kind", "category", "__style"))
-        fresh = fresh.sort("kind", "category", "__srank", "__key", "gid", nulls_last=True).with_columns(
-            __rank=pl.int_range(pl.len()).over("kind", "category"),
-            __n=pl.len().over("kind", "category"))
+            g["pin"][np.isin(g["gid"], moved)] = 2
+        fresh = np.flatnonzero(g["pin"] == 0)
+        kind, cat, style = g["kind"][fresh], g["category"][fresh], g["style"][fresh]
+        key, gid = g["key"][fresh], g["gid"][fresh]
+        # (kind, category) and (kind, category, style) as one integer each (codes are >= -1).
+        width = len(g["names"]) + 1
+        stratum = (kind.astype(np.int64) + 1) * width + (cat + 1)
+        with_style = stratum * width + (style + 1)
+        # Round-robin over styles within a stratum: rank within (stratum, style) first, each
+        # style's groups in key order, then the stratum's groups by (rank in style, key).
+        srank = _rank_within(np.lexsort((gid, key, with_style)), with_style)
+        rank = _rank_within(np.lexsort((gid, key, srank, stratum)), stratum)
+        del with_style, srank
         sizes = dict(self.config.per_category)
-        limits = [{"kind": kind, "category": cat,
-                   "__limit": n_test_groups(sizes.get(names[cat] if cat is not None else None, self.config.test_size), n)}
-                  for kind, cat, n in fresh.select("kind", "category", "__n").unique().iter_rows()]
-        limit_df = pl.DataFrame(limits, schema={"kind": pl.Int32, "category": pl.Int32, "__limit": pl.Int64})
-        fresh = fresh.join(limit_df, on=["kind", "category"], how="left")
-        decided = pl.concat([fresh.select("gid", test=(pl.col("__rank") < pl.col("__limit")).fill_null(False)),
-                             groups.filter(pl.col("__pin") != 0).select("gid", test=pl.col("__pin") == 2)]).sort("gid")
-        gids, test = decided.get_column("gid").to_numpy(), decided.get_column("test").to_numpy()
-        stats = {"pinned_test": int(groups.filter(pl.col("__pin") == 2).height),
-                 "pinned_train": int(groups.filter(pl.col("__pin") == 1).height)} if pinned else {}
+        strata, where, counts = np.unique(stratum, return_inverse=True, return_counts=True)
+        limits = np.array([n_test_groups(sizes.get(g["names"].get(s % width - 1), self.config.test_size), n)
+                           if s // width and s % width else 0  # a group without kind or category stays in train
+                           for s, n in zip(strata.tolist(), counts.tolist())], dtype=np.int64)
+        test = g["pin"] == 2
+        test[fresh] = rank < limits[where.ravel()] if len(fresh) else False
+        gids = g["gid"]  # sorted (np.unique)
+        stats = {"pinned_test": int((g["pin"] == 2).sum()), "pinned_train": int((g["pin"] == 1).sum())} \
+            if self.pinned else {}
         if self.test_texts:
             stats["near_pinned_test"] = near_test
-        del groups, fresh, decided
+        del g, fresh, kind, cat, style, key, gid, stratum, rank, where
         for chunk in chunks:
             side = test[np.searchsorted(gids, id_keys(chunk.get_column("group_id")))] if chunk.height else []
             kept = chunk.with_columns(split=pl.when(pl.Series(side, dtype=pl.Boolean)).then(pl.lit("test"))
                                       .otherwise(pl.lit("train")))
             yield StageResult(kept=kept, rejected=empty_rejects(), stats=stats, input=chunk)
 
-    def _groups(self, chunks: Chunks) -> tuple[pl.DataFrame, dict[int, str]]:
-        """One row per group, in order of first appearance: ``gid`` (uint64), the ``kind``,
-        ``category`` and ``__style`` of its first row as codes, ``__key`` (its place in the
-        seeded order) and ``__pin`` (2: a prompt of it was pinned test, 1: train, 0: none).
-        Also the strings of the codes."""
+    def _groups(self, chunks: Chunks) -> dict[str, np.ndarray]:
+        """One entry per group: ``gid`` (uint64), the ``kind``, ``category`` and ``style``
+        of its first row as codes (-1: none), ``key`` (its place in the seeded order),
+        ``pin`` (2: a prompt of it was pinned test, else 1: train, 0: none), and ``names``
+        (code -> string)."""
         codes: dict[str, int] = {}
 
-        def code(values: pl.Series) -> pl.Series:
+        def code(values: pl.Series) -> np.ndarray:
             for v in values.unique().drop_nulls().to_list():
                 codes.setdefault(v, len(codes))
-            return values.replace_strict(codes, default=None, return_dtype=pl.Int32)
+            return values.replace_strict(codes, default=None, return_dtype=pl.Int32).fill_null(-1).to_numpy()
 
         pins = pl.DataFrame({"prompt_id": list(self.pinned),
                              "__p": [2 if v == "test" else 1 for v in self.pinned.values()]},
                             schema={"prompt_id": pl.String, "__p": pl.Int8})
         cols = ["group_id", "kind", "category", "attack_style", "prompt_id"]
-        parts = []
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("gid", "kind", "category", "style", "key", "pin")}
         for c in chunks.select([x for x in cols if x in chunks.columns]):
-            style = c.get_column("attack_style") if "attack_style" in c.columns else pl.Series([None] * c.height,
-                                                                                                dtype=pl.String)
-            part = pl.DataFrame({"gid": id_keys(c.get_column("group_id")),
-                                 "kind": code(c.get_column("kind")), "category": code(c.get_column("category")),
-                                 "__style": code(style), "__key": self._order_keys(c.get_column("group_id"))})
+            ids = c.get_column("group_id")
+            parts["gid"].append(id_keys(ids))
+            parts["key"].append(self._order_keys(ids))
+            parts["kind"].append(code(c.get_column("kind")))
+            parts["category"].append(code(c.get_column("category")))
+            parts["style"].append(code(c.get_column("attack_style")) if "attack_style" in c.columns
+                                  else np.full(c.height, -1, dtype=np.int32))
             if self.pinned:
                 pin = c.select("prompt_id").join(pins, on="prompt_id", how="left", maintain_order="left")
-                part = part.with_columns(__pin=pin.get_column("__p").fill_null(0))
+                parts["pin"].append(pin.get_column("__p").fill_null(0).to_numpy())
             else:
-                part = part.with_columns(__pin=pl.lit(0, dtype=pl.Int8))
-            parts.append(part.group_by("gid", maintain_order=True).agg(
-                pl.col("kind", "category", "__style", "__key").first(), pl.col("__pin").max()))
-        schema = {"gid": pl.UInt64, "kind": pl.Int32, "category": pl.Int32, "__style": pl.Int32,
-                  "__key": pl.UInt64, "__pin": pl.Int8}
-        groups = (pl.concat(parts).group_by("gid", maintain_order=True).agg(
-            pl.col("kind", "category", "__style", "__key").first(), pl.col("__pin").max())
-            if parts else pl.DataFrame(schema=schema))
-        return groups, {v: k for k, v in codes.items()}
+                parts["pin"].append(np.zeros(c.height, dtype=np.int8))
+        rows = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in parts.items()}
+        del parts
+        gid, first, inverse = np.unique(rows["gid"], return_index=True, return_inverse=True)
+        pin = np.zeros(len(gid), dtype=np.int8)
+        np.maximum.at(pin, inverse.ravel(), rows["pin"])
+        out = {k: rows[k][first] for k in ("kind", "category", "style", "key")}
+        return {"gid": gid, "pin": pin, **out, "names": {v: k for k, v in codes.items()}}
 
-    def _near_pinned_test(self, chunks: Chunks, groups: pl.DataFrame) -> np.ndarray:
-        """Group ids (uint64), not pinned test yet, with a near-duplicate of a pinned test prompt."""
+    def _near_pinned_test(self, chunks: Chunks, open_gids: np.ndarray) -> np.ndarray:
+        """Group ids (uint64) among ``open_gids`` (sorted) with a near-duplicate of a pinned
+        test prompt."""
         from refuseu.stages.dedup import reference_matches
 
-        open_gids = np.sort(groups.filter(pl.col("__pin") != 2).get_column("gid").to_numpy())
         row_gids: list[np.ndarray] = []
 
         def texts():
@@ -177,3 +181,18 @@ class SplitStage(Stage):
         hit = reference_matches(texts, pl.Series(self.test_texts, dtype=pl.String), self.dedup, seed=self.seed)
         gids = np.concatenate(row_gids) if row_gids else np.zeros(0, dtype=np.uint64)
         return np.unique(gids[hit])
+
+
+def _rank_within(order: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """For every element: its rank, in ``order``, among the elements of its ``part``
+    (``order`` sorts by ``part`` first)."""
+    n = len(order)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    s = part[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = s[1:] != s[:-1]
+    starts = np.flatnonzero(new)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+    return rank
