@@ -23,8 +23,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from refuseu.errors import InputError
-from refuseu.release.figures import coverage_matrix
 from refuseu.release.assemble import as_text
+from refuseu.release.figures import coverage_matrix
 from refuseu.release.inspect import light_release_rows, release_files
 from refuseu.release.manifest import read_manifest
 from refuseu.release.verify import require_valid
@@ -388,8 +388,9 @@ def _origins(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
 def _sample_rows(root: Path, languages: list[str]) -> dict[str, list[dict]]:
     """lang -> its first :data:`SAMPLE_ROWS` pairs by pair id (a deterministic spread), with their
     texts: the ids are read from every pair file, the texts of the chosen rows alone."""
+    files = release_files(root, include="pairs")
     picks = []
-    for i, f in enumerate(release_files(root, include="pairs")):
+    for i, f in enumerate(files):
         names = pq.read_schema(f).names
         if "pair_id" not in names or "lang" not in names:
             continue
@@ -400,7 +401,6 @@ def _sample_rows(root: Path, languages: list[str]) -> dict[str, list[dict]]:
     if not picks:
         return {}
     picks = pl.concat(picks).sort("pair_id").group_by("lang", maintain_order=True).head(SAMPLE_ROWS)
-    files = release_files(root, include="pairs")
     texts = []
     for i, part in picks.partition_by("__file", as_dict=True).items():
         f = files[i[0]]
