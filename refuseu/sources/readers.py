@@ -631,11 +631,7 @@ def _csv_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame
         if not any(ln.strip() for ln in header):
             _check_utf8(b"".join(header), spec, 1)
             raise _only_blank_lines(spec)
-        while b"".join(header).count(b'"') % 2:  # a quoted header name with a newline
-            more = _take(lines_iter, 1, spec)
-            if not more:
-                break
-            header += more
+        header += _to_even_quotes(lines_iter, b"".join(header), spec, step=1)  # a quoted name with a newline
         head = b"".join(header)
         _check_utf8(head, spec, 1)
         # ',' ';' or tab: whichever splits the header line into the most fields.
@@ -646,13 +642,13 @@ def _csv_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame
             if not lines:
                 break
             data = b"".join(lines)
-            while data.count(b'"') % 2:  # inside a quoted field: read on to its end
-                more = _take(lines_iter, 64, spec)
-                if not more:
-                    break
+            more = _to_even_quotes(lines_iter, data, spec)  # ends inside a quoted field: read to its end
+            if more:
                 lines += more
                 data = b"".join(lines)
-            start, first_line = first_line, first_line + len(lines)
+            n_lines = len(lines)
+            del lines
+            start, first_line = first_line, first_line + n_lines
             _check_utf8(data, spec, start)
             try:
                 df = pl.read_csv(head + data, infer_schema=False, has_header=True, separator=sep)
@@ -661,6 +657,21 @@ def _csv_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame
             df = df.with_columns(pl.int_range(record + 2, record + 2 + df.height, dtype=pl.Int64).alias("__row"))
             record += df.height
             yield df
+            del df, data  # not held while the next chunk is read
+
+
+def _to_even_quotes(lines: Iterator[bytes], data: bytes, spec: str, *, step: int = 64) -> list[bytes]:
+    """The lines after ``data`` up to where its count of '"' is even (none when it is):
+    ``step`` lines at a time, so the count may turn even before the last one."""
+    out: list[bytes] = []
+    odd = data.count(b'"') % 2
+    while odd:
+        more = _take(lines, step, spec)
+        if not more:
+            break
+        out += more
+        odd ^= b"".join(more).count(b'"') % 2
+    return out
 
 
 def _csv_error(path: Path, spec: str, sep: str, error: Exception) -> InputError:
