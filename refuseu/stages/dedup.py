@@ -463,7 +463,8 @@ class DedupStage(Stage):
             rejects = []
             if c_dup.any():
                 dups = chunk.filter(pl.Series(c_dup))
-                dups = dups.with_columns(__ref=pl.Series([refs.get(i) for i in c_ids[c_dup].tolist()], dtype=pl.String))
+                ref = pl.Series([refs.get(i) for i in c_ids[c_dup].tolist()], dtype=pl.String)
+                dups = dups.with_columns(__ref=ref)
                 rejects.append(self.reject(dups, "duplicate",
                                            pl.format("exact duplicate of {} ({})", "prompt_id", "__ref")))
             kept = chunk.filter(pl.Series(~c_dup))
@@ -471,10 +472,12 @@ class DedupStage(Stage):
             k_roots, k_moved = roots[kept_start: kept_start + mk], moved[kept_start: kept_start + mk]
             heads = np.flatnonzero(is_root[kept_start: kept_start + mk])
             if len(heads):
-                root_ids.update(zip((heads + kept_start).tolist(), kept.get_column("prompt_id").gather(heads).to_list()))
+                root_ids.update(zip((heads + kept_start).tolist(),
+                                    kept.get_column("prompt_id").gather(heads).to_list()))
             group = [root_ids[r] if mv else None for r, mv in zip(k_roots.tolist(), k_moved.tolist())] \
                 if k_moved.any() else [None] * mk
-            kept = kept.with_columns(group_id=pl.coalesce(pl.lit(pl.Series(group, dtype=pl.String)), pl.col("prompt_id")))
+            group = pl.lit(pl.Series(group, dtype=pl.String))
+            kept = kept.with_columns(group_id=pl.coalesce(group, pl.col("prompt_id")))
             if reject_near and k_moved.any():
                 near = kept.filter(pl.Series(k_moved)).with_columns(
                     __sim=pl.Series(sims[kept_start: kept_start + mk][k_moved]),
@@ -482,7 +485,8 @@ class DedupStage(Stage):
                 measure = (pl.when(pl.col("__emb"))
                            .then(pl.format("embedding cosine {}", pl.col("__sim").round(3)))
                            .otherwise(pl.format("Jaccard {}", pl.col("__sim").round(3))))
-                rejects.append(self.reject(near, "near_duplicate", pl.format("similar to {} ({})", "group_id", measure)))
+                rejects.append(self.reject(near, "near_duplicate",
+                                           pl.format("similar to {} ({})", "group_id", measure)))
                 kept = kept.filter(pl.Series(~k_moved))
             kept_start += mk
             yield StageResult(kept=kept, rejected=concat_rejects(rejects), input=chunk)

@@ -14,6 +14,12 @@ published version therefore never becomes training data in the next one. A new p
 is a near-duplicate of a pinned test prompt (the English text of the previous release's test
 rows, by the dedup stage's MinHash rule) goes to test with its group too, even when the
 pinned prompt itself is no longer in the source.
+
+The stage streams: a first read of the input keeps one entry per group (the group id as an
+8-byte integer, its first row's kind, category and style as small codes, its order key and
+pin), about 30 bytes a group; the decision is made on those arrays, and a second read gives
+each chunk its groups' side. The near-pinned-test match reads the texts of the open groups
+once more (the dedup stage's chunked near-duplicate pass, reference texts first).
 """
 
 from __future__ import annotations
