@@ -233,3 +233,31 @@ def test_hub_split_in_chunks(monkeypatch):
         assert [c.height for c in chunks] == [min(n, 7 - s) for s in range(0, 7, n)]
         assert_frame_equal(pl.concat(chunks), whole)
     assert loaded[0] == ("someone/prompts", None, "a" * 40, "train")
+
+
+@pytest.mark.parametrize("content", [
+    b"\n\r\ntext,category\na,hate\n\nb,privacy\n",  # empty lines before the header are skipped
+    b"  \ntext\na\nb\n",  # a whitespace line is the header (a column named '  ')
+    b'"te\nxt",category\n"a\nb\nc",hate\nd,hate\n"e\n\nf",privacy\ng,hate\n',  # quoted newlines
+    b'text,category\n"a""\nb",hate\nc,hate\n"unterminated,hate\nd,hate\n',  # an unbalanced quote
+    b"text;category\r\na;hate\r\n\r\nb;\r\n",
+])
+def test_csv_edge_cases_read_alike_in_any_chunk_size(tmp_path, content):
+    path = tmp_path / "edge.csv"
+    path.write_bytes(content)
+    columns = {"text": "  "} if content.startswith(b"  ") else {"text": "te\nxt"} if content.startswith(b'"te') else {}
+    src = SourceConfig(spec=str(path), columns=columns)
+
+    def read(n):
+        try:
+            return pl.concat(list(iter_sources([src], n)))
+        except InputError as e:
+            return str(e)
+
+    whole = read(1000)
+    for n in (1, 2, 3):
+        got = read(n)
+        if isinstance(whole, str) or isinstance(got, str):
+            assert got == whole
+        else:
+            assert_frame_equal(got, whole)

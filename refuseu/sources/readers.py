@@ -623,19 +623,26 @@ def _csv_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame
     with _open_source(path, spec) as f:
         lines_iter = _physical_lines(f, spec)
         header: list[bytes] = []
-        while not header or not header[-1].strip():  # polars skips blank lines before the header
+        ahead: list[bytes] = []
+        while not header or not header[-1].rstrip(b"\r\n"):  # polars skips empty lines before the header
             ln = _take(lines_iter, 1, spec)
             if not ln:
                 break
             header += ln
-        if not any(ln.strip() for ln in header):
-            _check_utf8(b"".join(header), spec, 1)
-            raise _only_blank_lines(spec)
+        if not header[-1].strip():  # only whitespace so far: is there anything but whitespace?
+            while not (ahead and ahead[-1].strip()):
+                ln = _take(lines_iter, 1, spec)
+                if not ln:
+                    _check_utf8(b"".join(header + ahead), spec, 1)
+                    raise _only_blank_lines(spec)
+                ahead += ln
+            lines_iter = itertools.chain(ahead, lines_iter)
         header += _to_even_quotes(lines_iter, b"".join(header), spec, step=1)  # a quoted name with a newline
         head = b"".join(header)
         _check_utf8(head, spec, 1)
         # ',' ';' or tab: whichever splits the header line into the most fields.
-        sep = _sniff_delimiter(next((ln for ln in head.decode("utf-8").splitlines() if ln.strip()), ""))
+        sniffed = b"".join(header + ahead)[:1 << 16].decode("utf-8", errors="replace")
+        sep = _sniff_delimiter(next((ln for ln in sniffed.splitlines() if ln.strip()), ""))
         first_line, record = 1 + len(header), 0
         while True:
             lines = _take(lines_iter, chunk_rows, spec)
