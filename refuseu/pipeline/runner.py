@@ -213,11 +213,20 @@ class Pipeline:
             chunks = FrameChunks([chunks.collect()])
         refs = chunks.refs if isinstance(chunks, EntryChunks) else None
         writer = None
-        if use_cache:
-            try:
-                writer = self.cache.open(self._dir(i), stage=st.name, signature=self.signatures()[i])
-            except OSError as e:
-                self._cache_warning(st, e)
+        cache_on = use_cache
+
+        def open_writer():
+            # Opened with the first result: a stage that fails before it (e.g. a source with a
+            # bad row) leaves nothing in the cache folder.
+            nonlocal writer, cache_on
+            if cache_on and writer is None:
+                try:
+                    writer = self.cache.open(self._dir(i), stage=st.name, signature=self.signatures()[i])
+                except OSError as e:
+                    self._cache_warning(st, e)
+                    cache_on = False
+            return writer
+
         kept_counts: dict[str, int] = {}
         rej_frames: list[pl.DataFrame] = []
         stats_parts: list[dict] = []
@@ -242,7 +251,7 @@ class Pipeline:
                         if pending is not None:
                             pending.result()
                             pending = None
-                        if writer is not None:
+                        if open_writer() is not None:
                             pending = pool.submit(_write_chunk, writer, out, up, up_refs)
                         else:
                             in_memory.append(out)
@@ -260,7 +269,7 @@ class Pipeline:
         funnel = self._funnel(st, chunks, previous, kept_counts, rejected)
         stats = st.merge_stats(stats_parts)
         record = StageRecord(st.name, self.signatures()[i], False, 0.0, funnel, stats)
-        if writer is None:
+        if open_writer() is None:
             return FrameChunks(in_memory), record, rejected
         try:
             entry = writer.finish(rejected=rejected, funnel=funnel, stats=stats)
