@@ -17,17 +17,26 @@ TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 ID_COLUMNS = ("pair_id", "prompt_id", "group_id")
 
 
+#: Columns no summary reads: a light table keeps only their name (a Null column costs nothing).
+NAME_ONLY = ("qe_score", "qe_method", "lid_lang", "lid_score", "source", "chosen_fallback")
+
+
 def light_table(df: pl.DataFrame) -> pl.DataFrame:
     """A release table as the card, its figures and the counts need it, in a fraction of the
     memory: each of ``prompt``/``chosen``/``rejected`` becomes ``<col>_chars`` (UInt32, length
     in characters) and ``<col>_hash`` (UInt64, equal texts give equal hashes), null where the
     text is null; the per-row ids are left out; every other string column is Categorical
-    (cast to String before sorting by it: a Categorical's order is not its text's)."""
+    (cast to String before sorting by it: a Categorical's order is not its text's). Columns
+    no summary reads (:data:`NAME_ONLY`, and the prompt) keep their name only, as Null columns."""
     exprs = []
     for col in df.columns:
         if col in ID_COLUMNS:
             continue
-        if col in TEXT_COLUMNS:
+        if col in NAME_ONLY:
+            exprs.append(pl.lit(None, dtype=pl.Null).alias(col))
+        elif col == "prompt":
+            exprs.append(pl.lit(None, dtype=pl.Null).alias("prompt_chars"))
+        elif col in TEXT_COLUMNS:
             c = pl.col(col)
             exprs.append(c.str.len_chars().cast(pl.UInt32).alias(f"{col}_chars"))
             exprs.append(pl.when(c.is_null()).then(None).otherwise(c.hash(seed=0)).cast(pl.UInt64)
@@ -119,61 +128,64 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
     config/split -> relative paths, and the light table (:func:`light_table`) of every
     (config, split) for the card, its figures and the counts.
 
-    The files are the bytes :func:`write_tables` writes from the whole table: a first pass
-    counts the rows of each (config, split) (file names say how many shards there are), the
-    second fills each shard and writes it whole. Memory holds one chunk and at most one
-    unfinished shard per (config, split)."""
+    The files are the bytes :func:`write_tables` writes from the whole table. Each chunk's rows
+    of each (config, split) are appended to a spill file (Arrow IPC, in a scratch folder under
+    ``root`` removed at the end); then each shard is read back from it and written whole. So
+    memory holds one chunk or one shard, whatever the size of the release. (Rows are not kept
+    in memory between chunks: a filtered string column keeps its whole chunk alive.)"""
+    import shutil
+    import tempfile
+
+    import pyarrow.ipc as ipc
+
+    scratch = Path(tempfile.mkdtemp(prefix=".spill-", dir=root))
+    writers: dict[tuple[str, str], ipc.RecordBatchFileWriter] = {}
     counts: dict[tuple[str, str], int] = {}
-    for chunk in chunks.select(["lang", "split", "chosen", "rejected"]):
-        for key, df in release_tables(chunk, languages).items():
-            counts[key] = counts.get(key, 0) + df.height
-    if not counts:
-        counts = {key: 0 for key in release_tables(pl.DataFrame(schema={c: pl.String for c in
-                                                                        ("lang", "split", "chosen", "rejected")}),
-                                                   languages)}
-    files = {key: data_files(*key, n, shard_rows) for key, n in counts.items()}
-    buffers: dict[tuple[str, str], list[pl.DataFrame]] = {key: [] for key in counts}
-    buffered = dict.fromkeys(counts, 0)
-    shard = dict.fromkeys(counts, 0)
-    light: dict[tuple[str, str], list[pl.DataFrame]] = {key: [] for key in counts}
-
-    def flush(key, final: bool) -> None:
-        while buffered[key] >= shard_rows or (final and (buffered[key] or shard[key] < len(files[key]))):
-            both = pl.concat(buffers[key], how="vertical") if len(buffers[key]) > 1 else (
-                buffers[key][0] if buffers[key] else None)
-            if both is None:  # an empty (config, split): one empty file, as write_tables writes
-                both = pl.DataFrame(schema=schema)
-            part, rest = both.slice(0, shard_rows), both.slice(shard_rows)
-            if fmt == "conversational":
-                part = conversational(part)
-            rel = files[key][shard[key]]
-            write_parquet(part, root / rel)
-            if on_file is not None:
-                on_file(rel)
-            shard[key] += 1
-            buffers[key] = [rest] if rest.height else []
-            buffered[key] = rest.height
-            if final and not buffered[key]:
-                break
-
+    light: dict[tuple[str, str], list[pl.DataFrame]] = {}
     schema = None
-    for chunk in chunks:
-        for key, df in release_tables(chunk, languages).items():
-            if schema is None:
-                schema = df.schema
-            if df.height:
-                buffers[key].append(df)
-                buffered[key] += df.height
+    try:
+        for chunk in chunks:
+            for key, df in release_tables(chunk, languages).items():
+                if schema is None:
+                    schema = df.schema
+                counts.setdefault(key, 0)
+                light.setdefault(key, [])
+                if not df.height:
+                    continue
+                table = df.to_arrow()
+                if key not in writers:
+                    writers[key] = ipc.new_file(scratch / f"{len(writers)}.arrow", table.schema)
+                writers[key].write_table(table)
+                counts[key] += df.height
                 light[key].append(light_table(df))
-                flush(key, final=False)
-    if schema is None:
-        schema = {c: pl.String for c in PAIR_COLUMNS}
-    for key in counts:
-        flush(key, final=True)
-    lights = {}
-    for key, frames in light.items():
-        if frames:
-            lights[key] = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-        else:
-            lights[key] = light_table(pl.DataFrame(schema=schema))
-    return {f"{c}/{s}": files[(c, s)] for (c, s) in counts}, lights
+        if schema is None:  # no chunk at all: every (config, split) empty
+            schema = pl.DataFrame(schema={c: pl.String for c in PAIR_COLUMNS}).schema
+            counts = {key: 0 for key in release_tables(pl.DataFrame(schema=schema), languages)}
+            light = {key: [] for key in counts}
+        for w in writers.values():
+            w.close()
+        names = {key: scratch / f"{i}.arrow" for i, key in enumerate(writers)}
+        written: dict[str, list[str]] = {}
+        for key, n in counts.items():
+            files = data_files(*key, n, shard_rows)
+            for i, rel in enumerate(files):
+                if key in names:
+                    part = pl.scan_ipc(names[key]).slice(i * shard_rows, shard_rows).collect()
+                else:
+                    part = pl.DataFrame(schema=schema)
+                if fmt == "conversational":
+                    part = conversational(part)
+                write_parquet(part, root / rel)
+                if on_file is not None:
+                    on_file(rel)
+            written[f"{key[0]}/{key[1]}"] = files
+    finally:
+        for w in writers.values():
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - closed already, or failed with the error raised above
+                pass
+        shutil.rmtree(scratch, ignore_errors=True)
+    lights = {key: (pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]) if frames
+              else light_table(pl.DataFrame(schema=schema)) for key, frames in light.items()}
+    return written, lights
