@@ -78,3 +78,15 @@ def test_a_streamed_build_is_reused_from_its_cache(tmp_path):
     shutil.rmtree(first.release_dir)
     third = build(recipe)
     assert third.stages_run == [] and _tree(Path(third.release_dir)) == expected
+
+
+def test_conversational_release_in_chunks_equals_one_chunk(tmp_path):
+    src = _source(tmp_path / "src.jsonl", 150)
+
+    def conv(recipe):
+        return recipe.model_copy(update={"release": recipe.release.model_copy(update={"format": "conversational"})})
+
+    whole = build(conv(_recipe(tmp_path, src, 1_000_000, name="whole")))
+    chunked = build(conv(_recipe(tmp_path, src, 9, name="chunked")))
+    assert _tree(Path(whole.release_dir)) == _tree(Path(chunked.release_dir))
+    assert len(whole.counts) == 3 and sum(whole.counts.values()) > 150

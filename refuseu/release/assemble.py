@@ -74,10 +74,15 @@ def data_files(config: str, split: str, n_rows: int, shard_rows: int) -> list[st
 
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
     """Byte-deterministic Parquet: fixed writer options, no timestamps."""
+    write_arrow(df.rechunk().to_arrow(), path)
+
+
+def write_arrow(table, path: Path) -> None:
+    """:func:`write_parquet` of an Arrow table (the same bytes for the same rows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # One chunk: a table read back from the cache and one computed in memory hold the same
     # rows in different chunk layouts, and the file must not depend on that.
-    pq.write_table(df.rechunk().to_arrow().combine_chunks(), path, compression="zstd", compression_level=1,
+    pq.write_table(table.combine_chunks(), path, compression="zstd", compression_level=1,
                    use_dictionary=True, write_statistics=True, version="2.6")
 
 
@@ -136,15 +141,18 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
     import shutil
     import tempfile
 
+    import numpy as np
+    import pyarrow as pa
     import pyarrow.ipc as ipc
 
     scratch = Path(tempfile.mkdtemp(prefix=".spill-", dir=root))
     writers: dict[tuple[str, str], ipc.RecordBatchFileWriter] = {}
+    batches: dict[tuple[str, str], list[int]] = {}  # rows of each spilled record batch
     counts: dict[tuple[str, str], int] = {}
     light: dict[tuple[str, str], list[pl.DataFrame]] = {}
     schema = None
     try:
-        for chunk in chunks:
+        for chunk in chunks.select(PAIR_COLUMNS):  # only the released columns are read
             for key, df in release_tables(chunk, languages).items():
                 if schema is None:
                     schema = df.schema
@@ -155,7 +163,10 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
                 table = df.to_arrow()
                 if key not in writers:
                     writers[key] = ipc.new_file(scratch / f"{len(writers)}.arrow", table.schema)
-                writers[key].write_table(table)
+                    batches[key] = []
+                for batch in table.to_batches():
+                    writers[key].write_batch(batch)
+                    batches[key].append(batch.num_rows)
                 counts[key] += df.height
                 light[key].append(light_table(df))
         if schema is None:  # no chunk at all: every (config, split) empty
@@ -168,14 +179,23 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
         written: dict[str, list[str]] = {}
         for key, n in counts.items():
             files = data_files(*key, n, shard_rows)
+            reader = ipc.open_file(pa.OSFile(str(names[key]))) if key in names else None
+            starts = np.concatenate([[0], np.cumsum(batches[key])]) if key in names else None
             for i, rel in enumerate(files):
-                if key in names:
-                    part = pl.scan_ipc(names[key]).slice(i * shard_rows, shard_rows).collect()
+                lo, hi = i * shard_rows, min(n, (i + 1) * shard_rows)
+                if reader is not None:
+                    # The record batches that hold rows [lo, hi), read from the file (not mapped).
+                    j0 = int(np.searchsorted(starts, lo, side="right")) - 1
+                    j1 = int(np.searchsorted(starts, hi, side="left"))
+                    part = pa.Table.from_batches([reader.get_batch(j) for j in range(j0, j1)],
+                                                 schema=reader.schema).slice(lo - int(starts[j0]), hi - lo)
                 else:
-                    part = pl.DataFrame(schema=schema)
+                    part = pl.DataFrame(schema=schema).to_arrow()
                 if fmt == "conversational":
-                    part = conversational(part)
-                write_parquet(part, root / rel)
+                    write_parquet(conversational(pl.from_arrow(part)), root / rel)
+                else:
+                    write_arrow(part, root / rel)
+                del part
                 if on_file is not None:
                     on_file(rel)
             written[f"{key[0]}/{key[1]}"] = files
