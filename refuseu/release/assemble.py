@@ -93,9 +93,12 @@ def conversational(df: pl.DataFrame) -> pl.DataFrame:
     """TRL's conversational preference format: ``prompt`` a one-message user turn, ``chosen``
     and ``rejected`` one-message assistant turns (null stays null)."""
     def turn(col: str, role: str) -> pl.Expr:
-        msg = pl.struct(role=pl.lit(role, dtype=pl.String), content=pl.col(col))
-        return pl.when(pl.col(col).is_null()).then(pl.lit(None, dtype=pl.List(MESSAGE))) \
-            .otherwise(pl.concat_list(msg)).alias(col)
+        c = pl.col(col)
+        msg = pl.struct(role=pl.lit(role, dtype=pl.String), content=c)
+        # A null row's list is emptied before it is masked: Parquet refuses a null list entry
+        # that still spans values (what masking a one-message list leaves).
+        one = pl.concat_list(msg).list.slice(0, pl.when(c.is_null()).then(0).otherwise(1))
+        return pl.when(c.is_null()).then(pl.lit(None, dtype=pl.List(MESSAGE))).otherwise(one).alias(col)
 
     return df.with_columns(turn(c, role) for c, role in (("prompt", "user"), ("chosen", "assistant"),
                                                          ("rejected", "assistant")) if c in df.columns)
