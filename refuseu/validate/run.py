@@ -27,8 +27,10 @@ from refuseu.validate.train import conversation, train_comply, train_dpo
 # Settings a field left at None takes: for a real model, and for the tiny model built locally
 # (full fine-tuning, a higher learning rate and an NLL term on the chosen answers, since a
 # random-weight model must first learn to write a refusal at all; fewer evaluation prompts).
-DEFAULTS = {"lora": True, "learning_rate": 5e-5, "sft_weight": 0.0, "max_steps": 60, "eval_limit": None}
-TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 300, "eval_limit": 10}
+DEFAULTS = {"lora": True, "learning_rate": 5e-5, "sft_weight": 0.0, "max_steps": 60, "eval_limit": None,
+            "batch_size": 8, "max_length": 256}
+TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 300, "eval_limit": 10,
+                 "batch_size": 8, "max_length": 256}
 
 
 @dataclass
@@ -40,8 +42,8 @@ class ValidateConfig:
     max_steps: int | None = None
     beta: float = 0.1
     learning_rate: float | None = None
-    batch_size: int = 8
-    max_length: int = 256
+    batch_size: int | None = None
+    max_length: int | None = None
     max_new_tokens: int = 24
     transfer: bool = False
     tiny: bool = False
@@ -56,6 +58,7 @@ class ValidateConfig:
     comply_batch_size: int = 16
     tiny_hidden: int = 64              # tiny only: the model's width and depth
     tiny_layers: int = 2
+    tiny_vocab: int = 2000             # tiny only: size of the BPE vocabulary trained on the release's texts
 
     def __post_init__(self):
         for key, value in (TINY_DEFAULTS if self.tiny else DEFAULTS).items():
@@ -199,7 +202,7 @@ def _model(cfg: ValidateConfig, rows: pl.DataFrame, out: Path, report) -> tuple[
 
         texts = [t for c in ("prompt", "chosen", "rejected") for t in rows[c].drop_nulls().unique().to_list()]
         base = build_tiny_llama(out / "tiny-model", extra_lines=texts, hidden=cfg.tiny_hidden, layers=cfg.tiny_layers,
-                                seed=cfg.seed)
+                                vocab_size=cfg.tiny_vocab, seed=cfg.seed)
         harmful = rows.filter((pl.col("file_split") == "train") & (pl.col("kind") == "harmful")
                               & pl.col("rejected").is_not_null())
         report(f"teaching the tiny model to comply: SFT on {harmful.height} harmful train prompts -> their "
