@@ -93,7 +93,9 @@ def release_de(tmp_path_factory):
 
 @pytest.mark.slow
 def test_validate_tiny_learns(release_de, tmp_path):
-    rep, output = run_validate_cli(release_de, tmp_path / "v")
+    """Enough DPO steps that the experiment in miniature shows what it is for: attack success
+    falls in every trained language (fixed seeds, so this run's numbers are the same each time)."""
+    rep, output = run_validate_cli(release_de, tmp_path / "v", "--max-steps", "160")
     md = (tmp_path / "v" / "report.md").read_text()
     for f in ("report.json", "report.md", *FIGURES[:-1]):
         assert (tmp_path / "v" / f).exists(), f
@@ -107,7 +109,10 @@ def test_validate_tiny_learns(release_de, tmp_path):
     # TRL's logs: every value in the file, one line per logging step on the terminal, no raw dicts.
     logs = [json.loads(x) for x in (tmp_path / "v" / "train_log.jsonl").read_text().splitlines()]
     assert {x["run"] for x in logs} == {"SFT (comply)", "DPO"} and any("rewards/margins" in x for x in logs)
-    assert "DPO step 24/24: loss" in output and "{'loss'" not in output
+    assert "DPO step 160/160: loss" in output and "{'loss'" not in output
+    for lang in ("en", "de"):
+        before, after = (rep[when]["per_language"][lang]["asr"] for when in ("before", "after"))
+        assert after < before, (lang, before, after)
     answers = (tmp_path / "v" / "answers.jsonl").read_text().splitlines()
     assert len(answers) == 2 * rep["eval_prompts"]
     assert rep["before"]["reward_accuracy"] == 0.5  # the policy is the reference before training
