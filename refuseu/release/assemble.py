@@ -17,24 +17,26 @@ TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 ID_COLUMNS = ("pair_id", "prompt_id", "group_id")
 
 
-#: Columns no summary reads: a light table keeps only their name (a Null column costs nothing).
+#: Columns the card and its figures do not read: a compact light table keeps only their name
+#: (a Null column costs nothing).
 NAME_ONLY = ("qe_score", "qe_method", "lid_lang", "lid_score", "source", "chosen_fallback")
 
 
-def light_table(df: pl.DataFrame) -> pl.DataFrame:
+def light_table(df: pl.DataFrame, *, compact: bool = False) -> pl.DataFrame:
     """A release table as the card, its figures and the counts need it, in a fraction of the
     memory: each of ``prompt``/``chosen``/``rejected`` becomes ``<col>_chars`` (UInt32, length
     in characters) and ``<col>_hash`` (UInt64, equal texts give equal hashes), null where the
     text is null; the per-row ids are left out; every other string column is Categorical
-    (cast to String before sorting by it: a Categorical's order is not its text's). Columns
-    no summary reads (:data:`NAME_ONLY`, and the prompt) keep their name only, as Null columns."""
+    (cast to String before sorting by it: a Categorical's order is not its text's). With
+    ``compact`` (what the card and its figures need), the columns they do not read
+    (:data:`NAME_ONLY`, and the prompt's length and hash) keep their name only, as Null columns."""
     exprs = []
     for col in df.columns:
         if col in ID_COLUMNS:
             continue
-        if col in NAME_ONLY:
+        if compact and col in NAME_ONLY:
             exprs.append(pl.lit(None, dtype=pl.Null).alias(col))
-        elif col == "prompt":
+        elif compact and col == "prompt":
             exprs.append(pl.lit(None, dtype=pl.Null).alias("prompt_chars"))
         elif col in TEXT_COLUMNS:
             c = pl.col(col)
@@ -171,7 +173,7 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
                     writers[key].write_batch(batch)
                     batches[key].append(batch.num_rows)
                 counts[key] += df.height
-                light[key].append(light_table(df))
+                light[key].append(light_table(df, compact=True))
         if schema is None:  # no chunk at all: every (config, split) empty
             schema = pl.DataFrame(schema={c: pl.String for c in PAIR_COLUMNS}).schema
             counts = {key: 0 for key in release_tables(pl.DataFrame(schema=schema), languages)}
