@@ -8,7 +8,7 @@ smallest size, measured in the same run (the machine is shared and noisy).
 Targets: peak RSS < 1 GB at 2M and roughly flat from 0.2M to 2M; rows/s at 2M >= 80% of the
 rows/s at 0.2M; stage cache <= 10x the release.
 
-    python benchmarks/scale.py [--sizes 200000,1000000,2000000] [--chunk-rows 100000] [--workdir DIR]
+    python benchmarks/scale.py [--sizes 200000,1000000,2000000] [--chunk-rows 50000] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def run_size(wd: Path, source: Path, chunk_rows: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="200000,1000000,2000000")
-    ap.add_argument("--chunk-rows", type=int, default=100_000)
+    ap.add_argument("--chunk-rows", type=int, default=50_000)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))

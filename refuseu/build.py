@@ -213,6 +213,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         summary.counts, summary.rejected = counts, rejects.height
         summary.rejected_by = reject_counts(result.funnel)
         summary.by_language = table_language_counts(tables, languages)
+        del tables  # the light tables grow with the release; the report page reads the release itself
         write_manifest(staging, {
             "name": recipe.name, "version": recipe.version, "build_signature": signature,
             "format": RELEASE_FORMAT, "previous": previous, "languages": languages,

@@ -344,7 +344,7 @@ class ExecutorConfig(Section):
     max_restarts: int = Field(3, ge=-1, description="ray only: times Ray restarts an actor that died (-1: always)")
     max_task_retries: int = Field(3, ge=-1, description="ray only: times Ray retries a batch whose actor died "
                                                         "(-1: always)")
-    chunk_rows: int = Field(100_000, ge=1, description="rows per chunk of the streaming stages and the release "
+    chunk_rows: int = Field(50_000, ge=1, description="rows per chunk of the streaming stages and the release "
                                                        "writer: memory grows with it, the release does not")
 
 

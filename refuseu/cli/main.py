@@ -111,7 +111,7 @@ def cli():
               help="Ray cluster to join (implies --executor ray; default: executor.address, then RAY_ADDRESS, "
                    "else a local Ray).")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
-              help="Rows per chunk of the streaming stages (default executor.chunk_rows, 100000): memory grows "
+              help="Rows per chunk of the streaming stages (default executor.chunk_rows, 50000): memory grows "
                    "with it, the release does not.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")

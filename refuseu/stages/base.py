@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 import polars as pl
 
 #: Rows per chunk when nothing else is said (``executor.chunk_rows``).
-DEFAULT_CHUNK_ROWS = 100_000
+DEFAULT_CHUNK_ROWS = 50_000
 
 REJECT_SCHEMA = {"stage": pl.String, "prompt_id": pl.String, "lang": pl.String,
                  "reason": pl.String, "detail": pl.String}
