@@ -54,15 +54,25 @@ def make_source(path: Path, rows: int, seed: int = 7) -> None:
                                 "category": rng.choice(cats), "attack_style": rng.choice(tax.attack_styles)}) + "\n")
 
 
-def _child(workdir: str, conn) -> None:
-    from refuseu.build import build
+def bench_recipe(wd: Path, source: Path, name: str = "bench", **overrides):
+    """The benchmark's recipe: English only, the default stages, build and release in ``wd``."""
     from refuseu.config import load_recipe
 
-    wd = Path(workdir)
-    recipe = load_recipe(None, overrides={
-        "name": "bench", "languages": ["en"], "sources": [{"spec": str(wd / "source.jsonl")}],
+    return load_recipe(None, overrides={
+        "name": name, "languages": ["en"], "sources": [{"spec": str(source)}],
         "build_dir": str(wd / "build"), "release": {"out": str(wd / "releases")},
-        "split": {"test_size": 0.05}})
+        "split": {"test_size": 0.05}, **overrides})
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def _child(workdir: str, conn) -> None:
+    from refuseu.build import build
+
+    wd = Path(workdir)
+    recipe = bench_recipe(wd, wd / "source.jsonl")
     t0 = time.perf_counter()
     first = build(recipe)
     t_first = time.perf_counter() - t0
@@ -75,8 +85,8 @@ def _child(workdir: str, conn) -> None:
     third = build(recipe)
     t_stage_cache = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cache_bytes = sum(p.stat().st_size for p in (wd / "build" / "stages").rglob("*") if p.is_file())
-    release_bytes = sum(p.stat().st_size for p in Path(third.release_dir).rglob("*") if p.is_file())
+    cache_bytes = folder_bytes(wd / "build" / "stages")
+    release_bytes = folder_bytes(Path(third.release_dir))
     conn.send({"first": t_first, "cached": t_cached, "stage_cached": t_stage_cache, "rss_mb": rss_mb,
                "status": [first.status, second.status, third.status], "stages_run_third": third.stages_run,
                "counts": first.counts, "rejected": first.rejected,

@@ -24,24 +24,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import make_source  # noqa: E402
+from pipeline import bench_recipe, folder_bytes, make_source  # noqa: E402
 
 
 def _child(workdir: str, source: str, chunk_rows: int, conn) -> None:
     from refuseu.build import build
-    from refuseu.config import load_recipe
 
     wd = Path(workdir)
-    recipe = load_recipe(None, overrides={
-        "name": "scale", "languages": ["en"], "sources": [{"spec": source}],
-        "build_dir": str(wd / "build"), "release": {"out": str(wd / "releases")},
-        "split": {"test_size": 0.05}, "executor": {"chunk_rows": chunk_rows}})
+    recipe = bench_recipe(wd, Path(source), name="scale", executor={"chunk_rows": chunk_rows})
     t0 = time.perf_counter()
     summary = build(recipe)
     seconds = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cache = sum(p.stat().st_size for p in (wd / "build" / "stages").rglob("*") if p.is_file())
-    release = sum(p.stat().st_size for p in Path(summary.release_dir).rglob("*") if p.is_file())
+    cache = folder_bytes(wd / "build" / "stages")
+    release = folder_bytes(Path(summary.release_dir))
     conn.send({"seconds": seconds, "rss_mb": rss_mb, "cache": cache, "release": release,
                "rows": sum(v for k, v in summary.counts.items() if k.startswith("lang_")),
                "rejected": summary.rejected})
