@@ -392,14 +392,15 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
 @click.option("--eval-langs", default="all", show_default=True, help="all | eu24 | comma list.")
 @click.option("--lora/--full", default=None, help="LoRA adapters (peft) or full fine-tuning (default: LoRA; full "
                                                   "with --tiny).")
-@click.option("--max-steps", type=int, default=None, help="DPO steps (default 60; 300 with --tiny).")
+@click.option("--max-steps", type=int, default=None, help="DPO steps (default 60; 500 with --tiny).")
 @click.option("--beta", type=float, default=0.1, show_default=True, help="DPO beta.")
 @click.option("--learning-rate", type=float, default=None, help="Default 5e-5 (5e-3 with --tiny).")
 @click.option("--sft-weight", type=float, default=None,
               help="Weight of an NLL term on the chosen answers added to the DPO loss (default 0; 2 with --tiny).")
 @click.option("--transfer", is_flag=True, help="Train once on English only and once on all; ASR matrix.")
 @click.option("--tiny", is_flag=True, help="Build a tiny Llama-style model locally, teach it to comply (SFT), then "
-                                           "DPO: the experiment in miniature on a CPU.")
+                                           "DPO (batch 16, the first two sentences of each answer): the "
+                                           "experiment in miniature on a CPU.")
 @click.option("--eval-limit", type=int, default=None,
               help="Evaluation prompts per language and kind (default all; 10 with --tiny).")
 @click.option("--judge-engine", type=click.Choice(["lexicon", "classifier", "llm"]), default="lexicon",

@@ -9,6 +9,7 @@ all train languages and tabulates the attack success rate per evaluation languag
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,11 +27,12 @@ from refuseu.validate.train import conversation, train_comply, train_dpo
 
 # Settings a field left at None takes: for a real model, and for the tiny model built locally
 # (full fine-tuning, a higher learning rate and an NLL term on the chosen answers, since a
-# random-weight model must first learn to write a refusal at all; fewer evaluation prompts).
+# random-weight model must first learn to write a refusal at all; larger batches of shorter
+# texts, since it trains on the openings of the answers; fewer evaluation prompts).
 DEFAULTS = {"lora": True, "learning_rate": 5e-5, "sft_weight": 0.0, "max_steps": 60, "eval_limit": None,
             "batch_size": 8, "max_length": 256}
-TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 300, "eval_limit": 10,
-                 "batch_size": 8, "max_length": 256}
+TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 500, "eval_limit": 10,
+                 "batch_size": 16, "max_length": 128}
 
 
 @dataclass
@@ -59,11 +61,31 @@ class ValidateConfig:
     tiny_hidden: int = 64              # tiny only: the model's width and depth
     tiny_layers: int = 2
     tiny_vocab: int = 2000             # tiny only: size of the BPE vocabulary trained on the release's texts
+    tiny_answer_sentences: int = 2     # tiny only: train on the first sentences of each answer (0: whole answers)
 
     def __post_init__(self):
         for key, value in (TINY_DEFAULTS if self.tiny else DEFAULTS).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+
+
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+")
+
+
+def opening_sentences(text: str, n: int) -> str:
+    """The first ``n`` sentences of ``text`` (all of it when ``n`` is 0)."""
+    return " ".join(_SENTENCE.split(text.strip(), maxsplit=n)[:n]) if n else text
+
+
+def answer_openings(pairs: pl.DataFrame, n: int) -> pl.DataFrame:
+    """``pairs`` with chosen and rejected cut to their first ``n`` sentences: the opening, which
+    is where a refusal or a compliance shows (the judge reads the first sentences), is what a
+    tiny model can learn within a short run; whole answers spread its few steps over text the
+    judge never reads."""
+    if not n:
+        return pairs
+    return pairs.with_columns(pl.col(c).map_elements(lambda t: opening_sentences(t, n), return_dtype=pl.String)
+                              for c in ("chosen", "rejected"))
 
 
 def load_pairs(release: Path, langs: list[str], split: str) -> pl.DataFrame:
@@ -205,6 +227,7 @@ def _model(cfg: ValidateConfig, rows: pl.DataFrame, out: Path, report) -> tuple[
                                 vocab_size=cfg.tiny_vocab, seed=cfg.seed)
         harmful = rows.filter((pl.col("file_split") == "train") & (pl.col("kind") == "harmful")
                               & pl.col("rejected").is_not_null())
+        harmful = answer_openings(harmful, cfg.tiny_answer_sentences)
         report(f"teaching the tiny model to comply: SFT on {harmful.height} harmful train prompts -> their "
                f"rejected texts ({harmful['lang'].n_unique()} languages), {cfg.comply_steps} steps")
         return (train_comply(base, harmful, cfg, out / "comply", steps=cfg.comply_steps,
@@ -259,6 +282,8 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("train_log.jsonl", "answers.jsonl"):
         (out / stale).unlink(missing_ok=True)
+    opening = cfg.tiny_answer_sentences if cfg.tiny else 0   # what the model trains on; evaluation sees whole pairs
+    train = answer_openings(train, opening)
     test = load_pairs(root, eval_langs, "test")
     ev = rows.filter((pl.col("config") == "evaluation") & pl.col("lang").is_in(eval_langs))
     if cfg.eval_limit:
@@ -294,7 +319,7 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
         transfer = {}
         transfer_langs = {}
         if "en" in manifest["languages"] and train_langs != ["en"]:
-            en = load_pairs(root, ["en"], "train")
+            en = answer_openings(load_pairs(root, ["en"], "train"), opening)
             report(f"transfer: DPO on English only ({en.height} pairs), {cfg.max_steps} steps")
             en_dir = train_dpo(model_dir, en, cfg, out / "transfer-en", label="DPO (en only)", report=report)
             transfer["en"] = {lang: v["asr"] for lang, v in evaluate(en_dir, "after DPO on en").items()}
