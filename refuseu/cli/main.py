@@ -392,7 +392,7 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
 @click.option("--eval-langs", default="all", show_default=True, help="all | eu24 | comma list.")
 @click.option("--lora/--full", default=None, help="LoRA adapters (peft) or full fine-tuning (default: LoRA; full "
                                                   "with --tiny).")
-@click.option("--max-steps", type=int, default=None, help="DPO steps (default 60; 500 with --tiny).")
+@click.option("--max-steps", type=int, default=None, help="DPO steps (default 60; 600 with --tiny).")
 @click.option("--beta", type=float, default=0.1, show_default=True, help="DPO beta.")
 @click.option("--learning-rate", type=float, default=None, help="Default 5e-5 (5e-3 with --tiny).")
 @click.option("--sft-weight", type=float, default=None,

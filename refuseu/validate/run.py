@@ -31,7 +31,7 @@ from refuseu.validate.train import conversation, train_comply, train_dpo
 # texts, since it trains on the openings of the answers; fewer evaluation prompts).
 DEFAULTS = {"lora": True, "learning_rate": 5e-5, "sft_weight": 0.0, "max_steps": 60, "eval_limit": None,
             "batch_size": 8, "max_length": 256}
-TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 500, "eval_limit": 10,
+TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 600, "eval_limit": 10,
                  "batch_size": 16, "max_length": 128}
 
 
