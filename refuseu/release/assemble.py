@@ -113,32 +113,13 @@ def as_text(df: pl.DataFrame) -> pl.DataFrame:
                            if c in df.columns and isinstance(df.schema[c], pl.List))
 
 
-def write_tables(tables: dict[tuple[str, str], pl.DataFrame], root: Path, shard_rows: int,
-                 on_file=None, fmt: str = "standard") -> dict[str, list[str]]:
-    """Write every (config, split) table in shards; returns config/split -> relative paths.
-    ``on_file(rel)`` is called after each file. ``fmt`` "conversational" writes ``prompt``,
-    ``chosen`` and ``rejected`` of every config as message lists (one schema for the whole
-    release: ``datasets`` reads the features of one file for all)."""
-    written: dict[str, list[str]] = {}
-    for (config, split), df in tables.items():
-        if fmt == "conversational":
-            df = conversational(df)
-        files = data_files(config, split, df.height, shard_rows)
-        for i, rel in enumerate(files):
-            write_parquet(df.slice(i * shard_rows, shard_rows), root / rel)
-            if on_file is not None:
-                on_file(rel)
-        written[f"{config}/{split}"] = files
-    return written
-
-
 def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *, on_file=None,
                    fmt: str = "standard") -> tuple[dict[str, list[str]], dict[tuple[str, str], pl.DataFrame]]:
     """Write the release's data files from the pipeline's output read chunk by chunk; returns
     config/split -> relative paths, and the light table (:func:`light_table`) of every
     (config, split) for the card, its figures and the counts.
 
-    The files are the bytes :func:`write_tables` writes from the whole table. Each chunk's rows
+    The files are the bytes the same rows give when written from one table. Each chunk's rows
     of each (config, split) are appended to a spill file (Arrow IPC, in a scratch folder under
     ``root`` removed at the end); then each shard is read back from it and written whole. So
     memory holds one chunk or one shard, whatever the size of the release. (Rows are not kept
@@ -212,5 +193,5 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
                 pass
         shutil.rmtree(scratch, ignore_errors=True)
     lights = {key: (pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]) if frames
-              else light_table(pl.DataFrame(schema=schema)) for key, frames in light.items()}
+              else light_table(pl.DataFrame(schema=schema), compact=True) for key, frames in light.items()}
     return written, lights
