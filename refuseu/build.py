@@ -196,7 +196,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
     sources = pipeline.stages[0].signature_parts()["sources"]
     try:
         # Data files from the pipeline's output chunk by chunk; the card, its figures and the
-        # counts use light tables (lengths and hashes instead of texts).
+        # counts use summaries of each table gathered on the way (counts, lengths, text hashes).
         written, tables = stream_release(result.chunks, languages, staging, recipe.release.shard_rows,
                                          on_file=lambda rel: checkpoint("release:data"), fmt=recipe.release.format)
         rejects = result.rejects.sort("stage", "lang", "prompt_id", "reason", "detail", nulls_last=True)
@@ -213,7 +213,7 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
         summary.counts, summary.rejected = counts, rejects.height
         summary.rejected_by = reject_counts(result.funnel)
         summary.by_language = table_language_counts(tables, languages)
-        del tables  # the light tables grow with the release; the report page reads the release itself
+        del tables
         write_manifest(staging, {
             "name": recipe.name, "version": recipe.version, "build_signature": signature,
             "format": RELEASE_FORMAT, "previous": previous, "languages": languages,

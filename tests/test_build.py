@@ -295,6 +295,9 @@ def test_card_front_matter_validates_and_every_config_loads(all12):
     for section in ("Content warning", "## Languages", "## Taxonomy", "## How it was built", "### Funnel",
                     "## Intended use", "## Loading", "## Citation", "Translation quality"):
         assert section in body, section
+    # The released rows carry language-ID scores, and the card (made from summaries gathered
+    # while the files were written) says so.
+    assert "Every non-English prompt and response passed language identification" in body
 
 
 def test_diff_shows_exactly_one_languages_changes(all12, tmp_path):

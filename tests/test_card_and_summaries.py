@@ -295,25 +295,35 @@ def _tables_of(root: Path) -> dict:
     return out
 
 
-def test_card_figures_and_counts_from_light_tables_are_those_of_the_texts(seed_release, tmp_path):
-    from refuseu.release.assemble import light_table
+def test_card_figures_and_counts_from_summaries_are_those_of_the_texts(seed_release, tmp_path):
     from refuseu.release.card import render_card
     from refuseu.release.figures import write_card_figures
     from refuseu.release.inspect import language_counts, table_language_counts
+    from refuseu.release.summary import TableSummary
 
     root, _ = seed_release
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     full = _tables_of(root)
-    light = {k: light_table(df) for k, df in full.items()}
-    assert all(not {"prompt", "chosen", "rejected", "pair_id"} & set(df.columns) for df in light.values())
-    assert all(light_table(df).equals(df) for df in light.values())  # a light table stays as it is
+    light = {k: TableSummary.of(df) for k, df in full.items()}
+    # A summary holds counts, never a text or a per-row id.
+    assert all(not {"prompt", "chosen", "rejected", "pair_id", "prompt_id"} & set(s.counts.columns)
+               for s in light.values())
+    assert all(TableSummary.of(s) is s for s in light.values())  # a summary stays as it is
+    # Rows counted in chunks give the summary of the whole table.
+    for key, df in full.items():
+        merged = TableSummary()
+        for lo in range(0, max(df.height, 1), 7):
+            merged.add(df.slice(lo, 7))
+        assert merged.counts.equals(light[key].counts), key
+        assert merged.texts.sort(pl.all()).equals(light[key].texts.sort(pl.all())), key  # a set of texts
+        assert merged.height == df.height
     langs = manifest["languages"]
     kw = dict(name="n", version="1.0.0", signature="s", languages=langs, written={"lang_en/train": []},
               funnel=manifest["funnel"], engines={"respond": "builtin"}, license="other", gated=True,
               stats=manifest["stage_stats"], sources=["seed"], figures=None)
     card = render_card(tables=light, **kw)
     assert card == render_card(tables=full, **kw)
-    # The figures the build wrote are those of the light tables.
+    # The figures the build wrote are those of the summaries.
     for name, tables in (("light", light), ("full", full)):
         write_card_figures(tmp_path / name, tables=tables, languages=langs, funnel=manifest["funnel"])
         for png in sorted((root / "figures").glob("*.png")):

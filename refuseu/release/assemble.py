@@ -17,28 +17,17 @@ TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 ID_COLUMNS = ("pair_id", "prompt_id", "group_id")
 
 
-#: Columns the card and its figures do not read: a compact light table keeps only their name
-#: (a Null column costs nothing).
-NAME_ONLY = ("qe_score", "qe_method", "lid_lang", "lid_score", "source", "chosen_fallback")
-
-
-def light_table(df: pl.DataFrame, *, compact: bool = False) -> pl.DataFrame:
-    """A release table as the card, its figures and the counts need it, in a fraction of the
+def light_table(df: pl.DataFrame) -> pl.DataFrame:
+    """A release table as the report page and ``inspect`` need it, in a fraction of the
     memory: each of ``prompt``/``chosen``/``rejected`` becomes ``<col>_chars`` (UInt32, length
     in characters) and ``<col>_hash`` (UInt64, equal texts give equal hashes), null where the
     text is null; the per-row ids are left out; every other string column is Categorical
-    (cast to String before sorting by it: a Categorical's order is not its text's). With
-    ``compact`` (what the card and its figures need), the columns they do not read
-    (:data:`NAME_ONLY`, and the prompt's length and hash) keep their name only, as Null columns."""
+    (cast to String before sorting by it: a Categorical's order is not its text's)."""
     exprs = []
     for col in df.columns:
         if col in ID_COLUMNS:
             continue
-        if compact and col in NAME_ONLY:
-            exprs.append(pl.lit(None, dtype=pl.Null).alias(col))
-        elif compact and col == "prompt":
-            exprs.append(pl.lit(None, dtype=pl.Null).alias("prompt_chars"))
-        elif col in TEXT_COLUMNS:
+        if col in TEXT_COLUMNS:
             c = pl.col(col)
             exprs.append(c.str.len_chars().cast(pl.UInt32).alias(f"{col}_chars"))
             exprs.append(pl.when(c.is_null()).then(None).otherwise(c.hash(seed=0)).cast(pl.UInt64)
@@ -114,10 +103,10 @@ def as_text(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *, on_file=None,
-                   fmt: str = "standard") -> tuple[dict[str, list[str]], dict[tuple[str, str], pl.DataFrame]]:
+                   fmt: str = "standard") -> tuple[dict[str, list[str]], dict]:
     """Write the release's data files from the pipeline's output read chunk by chunk; returns
-    config/split -> relative paths, and the light table (:func:`light_table`) of every
-    (config, split) for the card, its figures and the counts.
+    config/split -> relative paths, and the :class:`~refuseu.release.summary.TableSummary` of
+    every (config, split) for the card, its figures and the counts.
 
     The files are the bytes the same rows give when written from one table. Each chunk's rows
     of each (config, split) are appended to a spill file (Arrow IPC, in a scratch folder under
@@ -131,11 +120,13 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
+    from refuseu.release.summary import TableSummary
+
     scratch = Path(tempfile.mkdtemp(prefix=".spill-", dir=root))
     writers: dict[tuple[str, str], ipc.RecordBatchFileWriter] = {}
     batches: dict[tuple[str, str], list[int]] = {}  # rows of each spilled record batch
     counts: dict[tuple[str, str], int] = {}
-    light: dict[tuple[str, str], list[pl.DataFrame]] = {}
+    summaries: dict[tuple[str, str], TableSummary] = {}
     schema = None
     try:
         for chunk in chunks.select(PAIR_COLUMNS):  # only the released columns are read
@@ -143,7 +134,7 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
                 if schema is None:
                     schema = df.schema
                 counts.setdefault(key, 0)
-                light.setdefault(key, [])
+                summaries.setdefault(key, TableSummary())
                 if not df.height:
                     continue
                 table = df.to_arrow()
@@ -154,11 +145,11 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
                     writers[key].write_batch(batch)
                     batches[key].append(batch.num_rows)
                 counts[key] += df.height
-                light[key].append(light_table(df, compact=True))
+                summaries[key].add(df)
         if schema is None:  # no chunk at all: every (config, split) empty
             schema = pl.DataFrame(schema={c: pl.String for c in PAIR_COLUMNS}).schema
             counts = {key: 0 for key in release_tables(pl.DataFrame(schema=schema), languages)}
-            light = {key: [] for key in counts}
+            summaries = {key: TableSummary() for key in counts}
         for w in writers.values():
             w.close()
         names = {key: scratch / f"{i}.arrow" for i, key in enumerate(writers)}
@@ -192,6 +183,7 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
             except Exception:  # noqa: BLE001 - closed already, or failed with the error raised above
                 pass
         shutil.rmtree(scratch, ignore_errors=True)
-    lights = {key: (pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]) if frames
-              else light_table(pl.DataFrame(schema=schema), compact=True) for key, frames in light.items()}
-    return written, lights
+    for key, s in summaries.items():
+        if not s.height:  # an empty table still has its columns
+            s.add(pl.DataFrame(schema=schema))
+    return written, summaries

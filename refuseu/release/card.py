@@ -8,7 +8,8 @@ import polars as pl
 import yaml
 
 from refuseu.languages import LANGUAGES
-from refuseu.release.assemble import ID_COLUMNS, PAIR_COLUMNS, TEXT_COLUMNS, light_table
+from refuseu.release.assemble import PAIR_COLUMNS
+from refuseu.release.summary import TableSummary, combined, summaries_of
 from refuseu.taxonomy import load_taxonomy
 
 GATING_PROMPT = ("This dataset contains harmful requests (in many languages) collected to train and "
@@ -189,8 +190,15 @@ lists):
 {code}""")
 
 
+def _counts_by(counts: pl.DataFrame, col: str) -> dict:
+    """value of ``col`` -> rows, from summary count rows."""
+    if col not in counts.columns:
+        return {None: int(counts["n"].sum())} if counts.height else {}
+    return dict(counts.group_by(col).agg(pl.col("n").sum()).iter_rows())
+
+
 def render_card(*, name: str, version: str, signature: str, languages: list[str],
-                tables: dict[tuple[str, str], pl.DataFrame], written: dict[str, list[str]],
+                tables: dict[tuple[str, str], "pl.DataFrame | TableSummary"], written: dict[str, list[str]],
                 funnel: dict, engines: dict, license: str, gated: bool, stats: dict | None = None,
                 sources: list[str] | None = None, fmt: str = "standard",
                 figures: dict[str, str] | None = None) -> str:
@@ -198,20 +206,23 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     embedded seed); what a source or row does not have is not described. ``figures``: the
     release's images (relative path -> caption), shown in a Figures section.
 
-    ``tables``: the release tables as :func:`~refuseu.release.assemble.light_table` makes them
-    (text lengths and hashes instead of texts); a full table is made light first, so both give
-    the same card."""
+    ``tables``: (config, split) -> the release table, whole or as a
+    :class:`~refuseu.release.summary.TableSummary` (what the build passes: gathered chunk by
+    chunk); both give the same card."""
     tax = load_taxonomy()
-    tables = {key: light_table(df) for key, df in tables.items()}  # a light table stays as it is
+    tables = summaries_of(tables)
     sources = list(sources if sources is not None else ["seed"])
     seed = "seed" in sources
-    pairs = pl.concat([df for (c, _), df in tables.items() if c != "evaluation"] or [pl.DataFrame()],
-                      how="diagonal_relaxed")
+    pairs = combined(t for (c, _), t in tables.items() if c != "evaluation")
     evaluation = tables[("evaluation", "eval")]
-    everything = pl.concat([pairs, evaluation], how="diagonal_relaxed") if pairs.height else evaluation
+    everything = combined([pairs, evaluation])
+    counted = everything.counts
 
     def values(col: str) -> set:
-        return set(everything[col].drop_nulls().unique().to_list()) if col in everything.columns else set()
+        return set(counted[col].drop_nulls().unique().to_list()) if col in counted.columns else set()
+
+    def total(frame: pl.DataFrame) -> int:
+        return int(frame["n"].sum()) if frame.height else 0
 
     origins, kinds = values("origin"), values("kind")
     response_origins = values("chosen_origin") | values("rejected_origin")
@@ -223,7 +234,7 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     lang_rows = []
     for lang in languages:
         tr, te = tables[(f"lang_{lang}", "train")].height, tables[(f"lang_{lang}", "test")].height
-        ev = evaluation.filter(pl.col("lang") == lang).height
+        ev = total(evaluation.where(lang=lang))
         lang_rows.append([f"`lang_{lang}`", LANGUAGES[lang].name, tr, te, ev])
     funnel_rows = []
     for stage, per_lang in funnel.items():
@@ -233,48 +244,44 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     cat_rows, style_rows, origin_rows = [], [], []
     first = languages[0]
     if pairs.height:
-        # (only the columns it counts: a filter copies every column it keeps)
-        en_or_first = pairs.select(pl.col(c for c in ("category", "attack_style") if c in pairs.columns)
-                                   .filter(pl.col("lang") == first))
-        counts = dict(en_or_first.group_by("category").len().iter_rows())
+        en_or_first = pairs.where(lang=first)
+        counts = _counts_by(en_or_first, "category")
         # The uncategorized bucket is listed only when rows fell into it.
         cat_rows = [[tax.codes[c], tax.names[c], counts.get(c, 0)] for c in tax.categories
                     if c != "uncategorized" or counts.get(c)]
         if styled:
-            counts = dict(en_or_first.group_by("attack_style").len().iter_rows())
+            counts = _counts_by(en_or_first, "attack_style")
             style_rows = [[tax.names[s], counts.get(s, 0)] for s in tax.attack_styles]
             if counts.get(None):
                 style_rows.append(["(none)", counts[None]])
-        by = ["lang", "origin", "chosen_origin", "rejected_origin"]
-        # Sorted as text (a Categorical sorts by its codes).
-        origin_rows = [list(r) for r in pairs.group_by(by).len().with_columns(pl.col(by).cast(pl.String))
+        by = [c for c in ("lang", "origin", "chosen_origin", "rejected_origin") if c in pairs.counts.columns]
+        origin_rows = [list(r) for r in pairs.counts.group_by(by).agg(pl.col("n").sum())
                        .sort(by, nulls_last=True).iter_rows()]
     response_rows = []
-    if pairs.height and "chosen_hash" in pairs.columns:
-        harmful = pl.col("kind") == "harmful"
-        # Equal texts have equal hashes, and a hash is null where its text is: the distinct
-        # hashes are the distinct texts.
-        for r in (pairs.group_by("lang", maintain_order=True)
-                  .agg(benign=(pl.col("kind") == "benign").sum(),
-                       dc=pl.col("chosen_hash").filter(harmful).n_unique(),
-                       dr=pl.col("rejected_hash").filter(harmful).n_unique(),
-                       cm=pl.col("chosen_chars").filter(harmful).mean(),
-                       rm=pl.col("rejected_chars").filter(harmful).mean())
-                  .iter_rows(named=True)):
-            response_rows.append([f"`{r['lang']}`", r["benign"], r["dc"], r["dr"],
-                                  "-" if r["cm"] is None else f"{r['cm']:.0f}",
-                                  "-" if r["rm"] is None else f"{r['rm']:.0f}"])
+    if pairs.height and "chosen" in pairs.columns:
+        harmful = pairs.counts.filter(pl.col("kind") == "harmful")
+        langs = pairs.counts["lang"].unique(maintain_order=True).to_list()
+        texts = pairs.texts.filter(pl.col("kind") == "harmful").unique()
+        for lang in langs:
+            h = harmful.filter(pl.col("lang") == lang)
+            benign = total(pairs.counts.filter((pl.col("lang") == lang) & (pl.col("kind") == "benign")))
+            distinct = {col: texts.filter((pl.col("lang") == lang) & (pl.col("column") == col)).height
+                        for col in ("chosen", "rejected")}
+            mean = {col: (int(h[f"{col}_chars"].sum()) / int(h[f"{col}_texts"].sum())
+                          if h.height and int(h[f"{col}_texts"].sum()) else None) for col in ("chosen", "rejected")}
+            response_rows.append([f"`{lang}`", benign, distinct["chosen"], distinct["rejected"],
+                                  "-" if mean["chosen"] is None else f"{mean['chosen']:.0f}",
+                                  "-" if mean["rejected"] is None else f"{mean['rejected']:.0f}"])
     engine_rows = [[stage, f"`{v}`"] for stage, v in engines.items()]
-    if pairs.height and "engine" in pairs.columns:
-        for eng, rev, n in (pairs.group_by("engine", "engine_revision").len()
-                            .with_columns(pl.col("engine", "engine_revision").cast(pl.String))
-                            .sort("engine", "engine_revision", nulls_last=True).iter_rows()):
+    if pairs.height and "engine" in pairs.counts.columns:
+        rev = "engine_revision" if "engine_revision" in pairs.counts.columns else None
+        by = ["engine"] + ([rev] if rev else [])
+        for row in pairs.counts.group_by(by).agg(pl.col("n").sum()).sort(by, nulls_last=True).iter_rows():
+            eng, revision, n = (row if rev else (row[0], None, row[1]))
             if eng not in ("source", "tm"):
-                engine_rows.append(["translate (model)", f"`{eng}` revision `{rev}`: {n} rows"])
-    # The released columns: a light table holds a text's length instead of the text, and no
-    # per-row ids (every release has them).
-    columns = [c for c in PAIR_COLUMNS if c in everything.columns or c in ID_COLUMNS
-               or (c in TEXT_COLUMNS and f"{c}_chars" in everything.columns)]
+                engine_rows.append(["translate (model)", f"`{eng}` revision `{revision}`: {n} rows"])
+    # The released columns.
+    columns = [c for c in PAIR_COLUMNS if c in everything.columns]
     source_list = ", ".join(f"`{s}`" for s in sources)
 
     # -- sections, each only where it is true of this release -----------------------------
@@ -317,7 +324,7 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
         provenance.append("Refusal templates and compliance openers are written natively in each language "
                           "(`refuseu/data/templates/<lang>.yaml`), not translated.")
     if any(lang != "en" for lang in languages) and "lid_score" in everything.columns \
-            and everything["lid_score"].drop_nulls().len():
+            and counted.height and int(counted["lid_scored"].sum()):
         provenance.append("Every non-English prompt and response passed language identification "
                           "(`lid_lang`, `lid_score`).")
     provenance_text = ("Provenance: " + " ".join(provenance)) if provenance else ""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from refuseu.release.assemble import light_table
+from refuseu.release.summary import TableSummary, combined, summaries_of
 from refuseu.taxonomy import load_taxonomy
 
 FIGURES_DIR = "figures"
@@ -38,7 +38,7 @@ def _save(fig, path: Path) -> None:
     fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
 
 
-def _languages_figure(tables: dict[tuple[str, str], pl.DataFrame], languages: list[str], path: Path) -> None:
+def _languages_figure(tables: dict[tuple[str, str], TableSummary], languages: list[str], path: Path) -> None:
     train = [tables[(f"lang_{lang}", "train")].height for lang in languages]
     test = [tables[(f"lang_{lang}", "test")].height for lang in languages]
     fig = _new_figure(max(5.0, 0.55 * len(languages) + 2.5), 3.6)
@@ -62,13 +62,19 @@ def _languages_figure(tables: dict[tuple[str, str], pl.DataFrame], languages: li
 def coverage_matrix(pairs: pl.DataFrame) -> tuple[list[str], list[str], list[list[int]]]:
     """(category labels, style labels, counts[category][style]) over distinct prompts of ``pairs``
     (by ``prompt_id`` or its hash ``prompt_id_hash``; without either, each row is one prompt, as
-    in the pairs of one language); categories and styles without any row are left out, rows
-    without a style go to "(none)"."""
+    in the pairs of one language, and a column ``n`` says how many rows a row stands for, as in
+    a :class:`~refuseu.release.summary.TableSummary`'s counts); categories and styles without any
+    row are left out, rows without a style go to "(none)"."""
     tax = load_taxonomy()
     key = next((c for c in ("prompt_id", "prompt_id_hash") if c in pairs.columns), None)
-    harm = pairs.select(c for c in (key, "category", "attack_style") if c)
-    harm = harm.unique(key, keep="first") if key else harm
-    counts = {(c, s): n for c, s, n in harm.group_by("category", "attack_style").len().iter_rows()}
+    harm = pairs.select(c for c in (key, "category", "attack_style", "n" if not key and "n" in pairs.columns else None)
+                        if c)
+    if "attack_style" not in harm.columns:
+        harm = harm.with_columns(attack_style=pl.lit(None, dtype=pl.String))
+    # The first row of each prompt (as unique(keep="first"), in a fifth of the memory)
+    harm = harm.filter(pl.col(key).is_first_distinct()) if key else harm
+    size = pl.col("n").sum() if "n" in harm.columns else pl.len()
+    counts = {(c, s): n for c, s, n in harm.group_by("category", "attack_style").agg(size).iter_rows()}
     cats = [c for c in tax.categories if any(k[0] == c for k in counts)]
     cats += sorted({str(k[0]) for k in counts if k[0] not in tax.categories})
     styles = [s for s in tax.attack_styles if any(k[1] == s for k in counts)]
@@ -127,24 +133,23 @@ def _funnel_figure(funnel: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def write_card_figures(root: Path, *, tables: dict[tuple[str, str], pl.DataFrame], languages: list[str],
+def write_card_figures(root: Path, *, tables: dict, languages: list[str],
                        funnel: dict) -> dict[str, str]:
     """Write the card's figures under ``root/figures``; returns relative path -> caption.
 
-    ``tables``: the release tables as :func:`~refuseu.release.assemble.light_table` makes them; a
-    full table is made light first, so both give the same bytes."""
+    ``tables``: (config, split) -> the release table, whole or as a
+    :class:`~refuseu.release.summary.TableSummary`; both give the same bytes."""
     import matplotlib
     import matplotlib.style
 
-    tables = {key: light_table(df) for key, df in tables.items()}  # a light table stays as it is
-    pairs = pl.concat([df for (c, _), df in tables.items() if c != "evaluation"] or [pl.DataFrame()],
-                      how="diagonal_relaxed")
-    first = pairs.filter(pl.col("lang") == languages[0]) if pairs.height else pairs
+    tables = summaries_of(tables)
+    pairs = combined(t for (c, _), t in tables.items() if c != "evaluation")
+    first = pairs.where(lang=languages[0])
     # The default style, whatever a user's matplotlibrc says, so the bytes depend on the data only.
     with matplotlib.rc_context():
         matplotlib.style.use("default")
         matplotlib.rcParams["font.family"] = "DejaVu Sans"  # bundled with matplotlib
         _languages_figure(tables, languages, root / "figures/languages.png")
-        _coverage_figure(first if first.height else pairs, root / "figures/coverage.png")
+        _coverage_figure(first if first.height else pairs.counts, root / "figures/coverage.png")
         _funnel_figure(funnel, root / "figures/funnel.png")
     return dict(CARD_FIGURES)

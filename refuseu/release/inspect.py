@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from refuseu.errors import InputError
-from refuseu.release.assemble import ID_COLUMNS, as_text, light_table
+from refuseu.release.assemble import ID_COLUMNS, TEXT_COLUMNS, as_text, light_table
 from refuseu.release.verify import require_valid
 
 
@@ -61,6 +61,86 @@ def light_release_rows(release: str | Path, *, columns: list[str] | tuple[str, .
     if not frames:
         return pl.DataFrame()
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+#: Rows read from a release file at once by :class:`ReleaseColumns`.
+_BATCH_ROWS = 65_536
+
+
+class ReleaseColumns:
+    """The rows of a release folder's files (``include`` as in :func:`release_files`), read one
+    projection at a time: :meth:`select` reads only the columns asked for, one file at a time, so
+    a caller that needs a few columns at once holds those alone, whatever the release's size.
+
+    Column names are those of :func:`light_release_rows`: ``<text>_chars``/``<text>_hash``,
+    ``<id>_hash``, ``config``, ``file_split``, and the released columns themselves (strings as
+    Categorical)."""
+
+    def __init__(self, release: str | Path, *, include: str = "all") -> None:
+        self.files = release_files(release, include=include)
+        names: dict[str, None] = {}
+        self.height = 0
+        for f in self.files:
+            names.update(dict.fromkeys(pq.read_schema(f).names))
+            self.height += pq.read_metadata(f).num_rows
+        derived = []
+        for c in names:
+            if c in ID_COLUMNS:
+                derived.append(f"{c}_hash")
+            elif c in TEXT_COLUMNS:
+                derived += [f"{c}_chars", f"{c}_hash"]
+            else:
+                derived.append(c)
+        self.columns = [*derived, "config", "file_split"]
+
+    @staticmethod
+    def _source(col: str) -> str:
+        for suffix in ("_chars", "_hash"):
+            base = col.removesuffix(suffix)
+            if base != col and (base in TEXT_COLUMNS or base in ID_COLUMNS):
+                return base
+        return col
+
+    def select(self, *cols: str, split: str | None = None) -> pl.DataFrame:
+        """Those of ``cols`` the release has, over all its rows in file order (only the files of
+        ``split`` -- ``train``, ``test`` or ``eval`` -- when given)."""
+        cols = tuple(c for c in cols if c in self.columns)
+        frames = []
+        for f in self.files:
+            if split is not None and f.name.split("-")[0] != split:
+                continue
+            names = pq.read_schema(f).names
+            wanted = list(dict.fromkeys(self._source(c) for c in cols if self._source(c) in names)) or names[:1]
+            config, split = f.parent.name, f.name.split("-")[0]
+            # In record batches: a text column is held a batch at a time, not a whole file's.
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS, columns=wanted):
+                frames.append(self._derive(as_text(pl.from_arrow(batch)), cols, config, split))
+        if not frames:
+            return pl.DataFrame(schema={c: pl.String for c in cols})
+        return pl.concat(frames, how="diagonal_relaxed")
+
+    def _derive(self, df: pl.DataFrame, cols: tuple[str, ...], config: str, split: str) -> pl.DataFrame:
+        exprs = []
+        for c in cols:
+            src = self._source(c)
+            if c in ("config", "file_split"):
+                exprs.append(pl.repeat(config if c == "config" else split, df.height, dtype=pl.String)
+                             .cast(pl.Categorical).alias(c))
+            elif src not in df.columns:
+                continue
+            elif c.endswith("_chars") and src != c:
+                exprs.append(pl.col(src).str.len_chars().cast(pl.UInt32).alias(c))
+            elif c.endswith("_hash") and src != c:
+                exprs.append(pl.when(pl.col(src).is_null()).then(None).otherwise(pl.col(src).hash(seed=0))
+                             .cast(pl.UInt64).alias(c))
+            elif df.schema[src] == pl.String:
+                exprs.append(pl.col(src).cast(pl.Categorical))
+            else:
+                exprs.append(pl.col(src))
+        return df.select(exprs)
+
+    def clear(self) -> pl.DataFrame:
+        return pl.DataFrame()
 
 
 def inspect_release(release: str | Path) -> dict:
@@ -147,17 +227,22 @@ def language_counts(release: str | Path, languages: list[str] | None = None) -> 
                   languages)
 
 
-def table_language_counts(tables: dict[tuple[str, str], pl.DataFrame], languages: list[str]) -> dict:
-    """:func:`language_counts` of release tables still in memory ((config, split) -> rows, full
-    or as :func:`~refuseu.release.assemble.light_table` makes them: only ``lang`` is read)."""
-    return _tally(((config, split, df) for (config, split), df in tables.items()), languages)
+def table_language_counts(tables: dict, languages: list[str]) -> dict:
+    """:func:`language_counts` of release tables still in memory ((config, split) -> rows, or
+    their :class:`~refuseu.release.summary.TableSummary`)."""
+    from refuseu.release.summary import TableSummary
+
+    return _tally(((config, split, t.counts if isinstance(t, TableSummary) else t)
+                   for (config, split), t in tables.items()), languages)
 
 
 def _tally(parts, languages: list[str] | None) -> dict:
     out: dict = {}
     for config, split, df in parts:
         key = "eval" if config == "evaluation" else split
-        for lang, n in df.get_column("lang").value_counts(sort=True).iter_rows():
+        per_lang = (df.group_by("lang").agg(pl.col("n").sum()) if "n" in df.columns  # summary counts
+                    else df.get_column("lang").value_counts(sort=True))
+        for lang, n in per_lang.iter_rows():
             row = out.setdefault(lang, {"train": 0, "test": 0, "eval": 0})
             row[key] = row.get(key, 0) + n
     order = list(languages or []) + sorted(set(out) - set(languages or []))

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from refuseu.errors import InputError
 from refuseu.release.assemble import as_text
 from refuseu.release.figures import coverage_matrix
-from refuseu.release.inspect import light_release_rows, release_files
+from refuseu.release.inspect import ReleaseColumns, release_files
 from refuseu.release.manifest import read_manifest
 from refuseu.release.verify import require_valid
 
@@ -36,9 +36,6 @@ CONTENT_WARNING = ("Content warning: these are harmful requests collected to tea
                    "Open only if you need to read them.")
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
            "#ccb974", "#64b5cd", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#17becf"]
-#: The columns the page's charts and tables read from the pair configs (texts as their lengths).
-PAIR_COLUMNS = ("pair_id", "prompt_id", "lang", "kind", "category", "attack_style", "chosen", "rejected",
-                "origin", "chosen_origin", "rejected_origin", "qe_score", "lid_lang", "lid_score")
 SAMPLE_COLUMNS = ("kind", "category", "attack_style", "prompt", "chosen", "rejected")
 _SCORE = re.compile(r"score (-?[0-9.]+)")
 _PREDICTED = re.compile(r"predicted (\w+)")
@@ -84,8 +81,12 @@ def _details(summary: str, inner: str, *, warning: bool = False) -> str:
     return f"<details><summary>{html.escape(summary)}</summary>{note}{inner}</details>"
 
 
-def _only(rows: pl.DataFrame, *cols: str) -> pl.DataFrame:
-    """``rows`` with only those of ``cols`` it has: a filter then copies what a section reads."""
+def _only(rows: "pl.DataFrame | ReleaseColumns", *cols: str) -> pl.DataFrame:
+    """``rows`` with only those of ``cols`` it has (read from the release files when ``rows``
+    is a :class:`~refuseu.release.inspect.ReleaseColumns`: each section holds its own columns
+    alone)."""
+    if isinstance(rows, ReleaseColumns):
+        return rows.select(*cols)
     return rows.select(c for c in cols if c in rows.columns)
 
 
@@ -96,7 +97,7 @@ def _score(detail: str | None, pattern: re.Pattern) -> str | None:
 
 # --- sections ------------------------------------------------------------------------------
 
-def _overview(page: _Page, manifest: dict, pairs: pl.DataFrame, ev: pl.DataFrame, languages: list[str]) -> None:
+def _overview(page: _Page, manifest: dict, pairs: ReleaseColumns, ev: ReleaseColumns, languages: list[str]) -> None:
     page.h2("Overview", "overview")
     pairs, ev = _only(pairs, "lang", "file_split"), _only(ev, "lang")
     rows = []
@@ -229,7 +230,7 @@ def _score_boxes(page: _Page, *, title: str, scores: dict[str, np.ndarray], thre
     page.chart(fig)
 
 
-def _qe(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame | None,
+def _qe(page: _Page, manifest: dict, pairs: ReleaseColumns, rejects: pl.DataFrame | None,
         languages: list[str]) -> None:
     page.h2("Translation quality (QE) per language", "qe")
     stats = (manifest.get("stage_stats") or {}).get("qe") or {}
@@ -261,7 +262,7 @@ def _qe(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame 
     _score_boxes(page, title="QE scores per language", scores=scores, thresholds=thresholds, axis="QE score")
 
 
-def _lid(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame | None,
+def _lid(page: _Page, manifest: dict, pairs: ReleaseColumns, rejects: pl.DataFrame | None,
          languages: list[str]) -> None:
     import plotly.graph_objects as go
 
@@ -310,7 +311,7 @@ def _lid(page: _Page, manifest: dict, pairs: pl.DataFrame, rejects: pl.DataFrame
     page.chart(fig)
 
 
-def _coverage(page: _Page, pairs: pl.DataFrame) -> None:
+def _coverage(page: _Page, pairs: ReleaseColumns) -> None:
     import plotly.graph_objects as go
 
     page.h2("Category x attack-style coverage per split", "coverage")
@@ -319,8 +320,7 @@ def _coverage(page: _Page, pairs: pl.DataFrame) -> None:
         return
     page.text("Distinct prompts (counted once over all languages) per harm category and attack style.")
     for split in ("train", "test"):
-        part = _only(pairs, "file_split", "prompt_id_hash", "category", "attack_style").filter(
-            pl.col("file_split") == split)
+        part = pairs.select("prompt_id_hash", "category", "attack_style", split=split)
         if part.height == 0:
             page.text(f"No {split} pairs.")
             continue
@@ -333,7 +333,7 @@ def _coverage(page: _Page, pairs: pl.DataFrame) -> None:
         page.chart(fig)
 
 
-def _lengths(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
+def _lengths(page: _Page, pairs: ReleaseColumns, languages: list[str]) -> None:
     import plotly.graph_objects as go
 
     page.h2("Response lengths per language", "lengths")
@@ -356,7 +356,7 @@ def _lengths(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
     page.chart(fig)
 
 
-def _origins(page: _Page, pairs: pl.DataFrame, languages: list[str]) -> None:
+def _origins(page: _Page, pairs: ReleaseColumns, languages: list[str]) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -415,7 +415,7 @@ def _sample_rows(root: Path, languages: list[str]) -> dict[str, list[dict]]:
             .partition_by("lang", as_dict=True).items()}
 
 
-def _samples(page: _Page, pairs: pl.DataFrame, samples: dict[str, list[dict]], languages: list[str]) -> None:
+def _samples(page: _Page, pairs: ReleaseColumns, samples: dict[str, list[dict]], languages: list[str]) -> None:
     page.h2("Sample rows per language", "samples")
     if pairs.height == 0:
         page.text("No pairs.")
@@ -460,15 +460,12 @@ def render_report(release: str | Path, *, verified: bool = False) -> str:
     # The few texts shown first, each file's texts read and dropped before the light rows are held.
     english = _english_prompts(root, _example_ids(rejects))
     samples = _sample_rows(root, languages)
-    # Light rows: the pair configs with what the charts need, the evaluation config its languages.
-    pairs = light_release_rows(root, columns=PAIR_COLUMNS, include="pairs")
-    ev = light_release_rows(root, columns=["lang"], include="evaluation")
+    # Each section reads the columns it needs from the files (light rows: lengths and hashes
+    # instead of texts), so memory holds one section's columns at a time.
+    pairs = ReleaseColumns(root, include="pairs")
+    ev = ReleaseColumns(root, include="evaluation")
     if pairs.height + ev.height == 0:
         raise InputError("the release holds no rows, so there is nothing to report", file=str(root))
-    if ev.height == 0:
-        ev = pl.DataFrame(schema={"lang": pl.String})
-    if pairs.height == 0:
-        pairs = pl.DataFrame(schema={"lang": pl.String, "file_split": pl.String})
 
     page = _Page()
     _overview(page, manifest, pairs, ev, languages)
