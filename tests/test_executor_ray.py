@@ -181,6 +181,45 @@ def test_an_actor_that_dies_is_restarted_and_its_batch_retried(ray_cluster, tmp_
     assert ex.computed_remote == 3
 
 
+class CountsLoads(DiesOnce):
+    """An engine that writes a line (its process id and language pair) each time its model loads."""
+
+    def model_for(self, tgt, src):
+        return f"{src}-{tgt}"
+
+    def load(self, model):
+        with open(self.marker, "a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {model}\n")
+
+    def translate(self, texts, *, src, tgt):
+        return [f"{tgt}:{t}" for t in texts]
+
+
+@pytest.mark.slow
+def test_the_actor_pool_is_kept_across_calls_of_one_engine(ray_cluster, tmp_path):
+    """A streamed stage calls the executor once per chunk of rows and language: the actors and
+    their loaded models serve every call, and a call for another engine ends the pool."""
+    import ray.cloudpickle
+
+    from refuseu.engines.cache import CachedTranslator
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    marker = tmp_path / "loads"
+    ct = CachedTranslator(CountsLoads(str(marker)), None, chunk=2)
+    with executors.use(ExecutorConfig(kind="ray", concurrency=1)) as ex:
+        for part in (["a", "b", "c"], ["d", "e"], ["f"]):  # three chunks of rows, one language
+            assert ct.translate(part, src="en", tgt="de") == [f"de:{t}" for t in part]
+        assert ct.translate(["g"], src="en", tgt="fr") == ["fr:g"]  # another language, same actor
+        pool = ex._pool[1]
+        assert len(pool) == 1
+        CachedTranslator(CountsLoads(str(tmp_path / "other")), None, chunk=2).translate(["x"], src="en", tgt="de")
+        assert ex._pool[1] is not pool  # another engine: a new pool
+    loads = marker.read_text(encoding="utf-8").splitlines()
+    assert [line.split()[1] for line in loads] == ["en-de", "en-fr"]  # once per language pair
+    assert len({line.split()[0] for line in loads}) == 1  # in one actor
+    assert ex.computed_remote == 2 + 1 + 1 + 1 + 1
+
+
 class MissingModel(DiesOnce):
     """An engine whose model is not on the worker."""
 

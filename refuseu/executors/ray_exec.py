@@ -1,29 +1,36 @@
-"""The Ray executor: the items a model stage still needs become a Ray Dataset, and an actor
-pool runs the engine over it (``map_batches`` with a callable class).
+"""The Ray executor: the items a model stage still needs run on a pool of Ray actors, each
+holding the engine with its model loaded.
 
-- One dataset row is one chunk of items (the chunk the local executor would hand the
-  engine), so every engine call sees the same batch on either executor: batch composition
-  can move the last digits of model outputs, and a release must not move.
+- One task is one chunk of items (the chunk the local executor would hand the engine), so
+  every engine call sees the same batch on either executor: batch composition can move the
+  last digits of model outputs, and a release must not move.
 - Each actor rebuilds the engine from its :class:`~refuseu.executors.EngineSpec` (class and
   plain settings; the model folder must be reachable from the worker) and loads the model
-  once, in its constructor. ``num_gpus`` per actor (default 1 when the cluster has GPUs:
-  one actor per GPU), else a CPU pool of ``num_cpus`` each.
+  when the first chunk for a setting (e.g. a language pair) arrives, then keeps it.
+  ``num_gpus`` per actor (default 1 when the cluster has GPUs: one actor per GPU), else a CPU
+  pool of ``num_cpus`` each.
+- The pool is kept from one call to the next while the engine is the same: a streamed build
+  calls once per chunk of rows and language, and the model loads once per actor for the
+  whole stage, not once per call. A call for another engine (the next stage) or
+  :meth:`RayExecutor.close` ends the pool, so its GPUs are free for the next one.
 - Pool size: ``executor.concurrency``, else the cluster's GPUs (or CPUs) divided by what
-  one actor takes, never more than there are chunks.
+  one actor takes; actors start as a call has chunks for them.
 - Outputs stream back to the driver as chunks finish; the caller writes each to the item
   cache before the next one is read, so a driver killed mid-stage loses only the chunks in
-  flight. An actor that dies is restarted (``max_restarts``) and its batch retried
+  flight. An actor that dies is restarted (``max_restarts``) and its chunk retried
   (``max_task_retries``).
+
+(Ray Data's ``map_batches`` starts an actor pool per dataset, and so per call: with a streamed
+build that is one model load per chunk of rows and language. Ray's actors are used directly.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import logging
 import os
 import re
 import sys
-import warnings
 from typing import Iterator
 
 from refuseu.config import ExecutorConfig
@@ -39,47 +46,44 @@ _FORWARD_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
 def _import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError:
-        raise BuildError("the ray executor needs Ray Data", hint="pip install 'refuseu[ray]', or use "
+        raise BuildError("the ray executor needs Ray", hint="pip install 'refuseu[ray]', or use "
                                                                  "--executor local") from None
     return ray
 
 
 class EngineActor:
-    """A pool member: builds the engine once, then runs chunks through it."""
+    """A pool member: builds the engine once, loads its model for the settings a chunk
+    comes with (once per setting), and runs chunks through it."""
 
-    def __init__(self, spec, call, kwargs: dict):
+    def __init__(self, spec, call):
         from refuseu.errors import RefuseuError
 
         self.call = call
-        self.kwargs = kwargs
+        self.loaded: set[str] = set()
         self.error: RefuseuError | None = None
         try:
             self.engine = spec.build()
-            if call.load is not None:
-                call.load(self.engine, **kwargs)  # the model loads here, once per actor
-        except RefuseuError as e:  # e.g. a model missing on this node: reported with the first batch
+        except RefuseuError as e:  # reported with the first chunk
             self.error = e
 
-    def __call__(self, batch: dict) -> dict:
-        import numpy as np
-
+    def run(self, start: int, payload: str, kwargs: str) -> tuple[int, str]:
         from refuseu.errors import RefuseuError
 
-        results = []
-        for payload in batch["items"]:
-            if self.error is None:
-                try:
-                    results.append(json.dumps(list(self.call.run(self.engine, json.loads(payload), **self.kwargs))))
-                    continue
-                except RefuseuError as e:
-                    self.error = e
-            # The project's own errors travel back as data (their message and fix intact), and
-            # are not retried: they say what to fix, not that a worker was lost.
-            e = self.error
-            results.append(json.dumps({"error": type(e).__name__, "message": e.message, "hint": e.hint}))
-        return {"start": np.asarray(batch["start"], dtype=np.int64), "outputs": np.asarray(results, dtype=object)}
+        settings = json.loads(kwargs)
+        if self.error is None:
+            try:
+                if kwargs not in self.loaded:
+                    if self.call.load is not None:
+                        self.call.load(self.engine, **settings)  # the model loads here, once per setting
+                    self.loaded.add(kwargs)
+                return start, json.dumps(list(self.call.run(self.engine, json.loads(payload), **settings)))
+            except RefuseuError as e:  # e.g. a model missing on this node
+                self.error = e
+        # The project's own errors travel back as data (their message and fix intact), and are
+        # not retried: they say what to fix, not that a worker was lost.
+        e = self.error
+        return start, json.dumps({"error": type(e).__name__, "message": e.message, "hint": e.hint})
 
 
 class RayExecutor:
@@ -90,6 +94,7 @@ class RayExecutor:
         self.ray = _import_ray()
         self._started = False
         self.computed_remote = 0  # chunks that came back from the pool (for tests and reports)
+        self._pool: tuple[str, list] | None = None  # (engine key, actors), kept across calls
         if not self.ray.is_initialized():
             addr = address or config.address or os.environ.get("RAY_ADDRESS") or None
             _check_reachable(addr)
@@ -102,15 +107,6 @@ class RayExecutor:
                                  hint="start the head with `ray start --head` and give its address with "
                                       "--ray-address / executor.address / RAY_ADDRESS") from None
             self._started = True
-        from ray.data import DataContext
-
-        # Ray Data's own per-dataset notices (execution finished, progress bars off) are kept
-        # out of the build's output; its warnings about real trouble are not.
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        ctx = DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        ctx.verbose_progress = False
 
     # sizing -----------------------------------------------------------------------
     def resources(self) -> tuple[int, float]:
@@ -126,6 +122,39 @@ class RayExecutor:
             n = int(float(total.get("CPU", 1)) // self.config.num_cpus)
         return max(1, n), per_gpu
 
+    # the pool ---------------------------------------------------------------------
+    def _pool_for(self, spec, call, wanted: int) -> list:
+        """The actors for ``spec``/``call``, started up to ``wanted`` (and the pool's size);
+        a pool for another engine is ended first."""
+        import ray.cloudpickle
+
+        key = hashlib.sha256(ray.cloudpickle.dumps((spec, call))).hexdigest()
+        if self._pool is not None and self._pool[0] != key:
+            self._end_pool()
+        if self._pool is None:
+            self._pool = (key, [])
+        actors = self._pool[1]
+        size, per_gpu = self.resources()
+        if len(actors) < min(size, wanted):
+            options = {"num_cpus": self.config.num_cpus, "num_gpus": per_gpu,
+                       "max_restarts": self.config.max_restarts, "max_task_retries": self.config.max_task_retries}
+            env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
+            if env:
+                options["runtime_env"] = {"env_vars": env}
+            remote = self.ray.remote(EngineActor).options(**options)
+            while len(actors) < min(size, wanted):
+                actors.append(remote.remote(spec, call))
+        return actors[:max(1, min(len(actors), wanted))]
+
+    def _end_pool(self) -> None:
+        if self._pool is not None:
+            for actor in self._pool[1]:
+                try:
+                    self.ray.kill(actor)
+                except Exception:  # noqa: BLE001 - gone already
+                    pass
+            self._pool = None
+
     # work -------------------------------------------------------------------------
     def map_chunks(self, engine, items: list, *, call, chunk: int, **kwargs) -> Iterator[tuple[int, list]]:
         from refuseu.executors import engine_spec
@@ -136,31 +165,33 @@ class RayExecutor:
             yield from LocalExecutor().map_chunks(engine, items, call=call, chunk=chunk, **kwargs)
             return
         ray = self.ray
-        rows = [{"start": s, "items": json.dumps(items[s:s + chunk], ensure_ascii=False)}
-                for s in range(0, len(items), chunk)]
-        actors, per_gpu = self.resources()
-        actors = min(actors, len(rows))
-        remote = {"max_restarts": self.config.max_restarts, "max_task_retries": self.config.max_task_retries}
-        env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
-        if env:
-            remote["runtime_env"] = {"env_vars": env}
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        with warnings.catch_warnings():
-            # max_restarts / max_task_retries still travel as ray_remote_args (deprecated in 2.60,
-            # no named parameter yet): hence refuseu[ray]'s ray<2.64.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            out = ds.map_batches(EngineActor, batch_size=1, batch_format="numpy",
-                                 fn_constructor_kwargs={"spec": spec, "call": call, "kwargs": kwargs},
-                                 compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=self.config.num_cpus,
-                                 num_gpus=per_gpu or None, **remote)
+        starts = list(range(0, len(items), chunk))
+        settings = json.dumps(kwargs, sort_keys=True)
+        actors = self._pool_for(spec, call, len(starts))
+        idle, pending, todo = list(actors), {}, iter(starts)
+        finished = False
+
+        def submit() -> None:
+            while idle:
+                s = next(todo, None)
+                if s is None:
+                    return
+                actor = idle.pop()
+                ref = actor.run.remote(s, json.dumps(items[s:s + chunk], ensure_ascii=False), settings)
+                pending[ref] = actor
+
         seen: set[int] = set()
         try:
-            for row in out.iter_rows():
-                start = int(row["start"])
-                if start in seen:  # a retried batch that had already come back
+            submit()
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                idle.append(pending.pop(ready[0]))
+                start, outputs = ray.get(ready[0])
+                submit()
+                if start in seen:  # a retried chunk that had already come back
                     continue
                 seen.add(start)
-                outputs = json.loads(row["outputs"])
+                outputs = json.loads(outputs)
                 if isinstance(outputs, dict):
                     raise _project_error(outputs)
                 if len(outputs) != min(chunk, len(items) - start):
@@ -169,14 +200,20 @@ class RayExecutor:
                 self.computed_remote += 1
                 yield start, outputs
                 checkpoint("items:chunk")  # reached once the caller has committed this chunk
-        except (ray.exceptions.RayError, ray.data.exceptions.UserCodeException) as e:
+            finished = True
+        except ray.exceptions.RayError as e:
             raise _remote_error(e) from None
-        missing = len(rows) - len(seen)
+        finally:
+            if not finished:  # chunks may still be in flight: this pool is not reused
+                self._end_pool()
+        missing = len(starts) - len(seen)
         if missing:
-            raise BuildError(f"{missing} chunk(s) of {len(rows)} did not come back from the Ray actor pool",
+            raise BuildError(f"{missing} chunk(s) of {len(starts)} did not come back from the Ray actor pool",
                              hint="run the build again: finished items are in the item cache")
 
     def close(self) -> None:
+        if self.ray.is_initialized():
+            self._end_pool()
         if self._started and self.ray.is_initialized():
             self.ray.shutdown()
             self._started = False
