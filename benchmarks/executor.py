@@ -4,8 +4,9 @@ Ray executor with 1 and 2 actors (a tiny random-weight Marian model, CPU, no ite
 Prints items/s of each and the ratio to the local run measured in this same run (time
 ratio: ray seconds / local seconds; the goal on CPU is at most 1.3x), and checks that every
 variant gave the same outputs. Ray's times include starting the actor pool and loading the
-model in each actor (what a model stage pays each time it runs); the local cluster itself
-is started before timing. Ray actors run torch with one thread per CPU they hold (Ray sets
+model in each actor (what a model stage pays once: the pool is kept across the stage's
+calls); the local cluster itself is started before timing. ``--calls`` hands the items over
+in that many calls to one executor, as a streamed stage does (one call per chunk of rows). Ray actors run torch with one thread per CPU they hold (Ray sets
 OMP_NUM_THREADS); the local run uses torch's default.
 
     python benchmarks/executor.py                 # 2,000 items, chunks of 256, best of 3 rounds
@@ -41,7 +42,8 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
     return list(out)
 
 
-def run(texts: list[str], model: str, *, executor, chunk: int, max_new_tokens: int) -> tuple[float, list]:
+def run(texts: list[str], model: str, *, executor, chunk: int, max_new_tokens: int,
+        calls: int = 1) -> tuple[float, list]:
     from refuseu import executors
     from refuseu.config import TranslateConfig
     from refuseu.engines.cache import CachedTranslator
@@ -50,7 +52,10 @@ def run(texts: list[str], model: str, *, executor, chunk: int, max_new_tokens: i
     engine = HFTranslator(TranslateConfig(engine="hf", model=model, device="cpu", max_new_tokens=max_new_tokens))
     with executors.use(executor):
         t0 = time.perf_counter()
-        out = CachedTranslator(engine, None, chunk=chunk).translate(texts, src="en", tgt="de")
+        ct, out = CachedTranslator(engine, None, chunk=chunk), []
+        step = -(-len(texts) // calls)
+        for lo in range(0, len(texts), step):
+            out += ct.translate(texts[lo:lo + step], src="en", tgt="de")
         return time.perf_counter() - t0, out
 
 
@@ -62,6 +67,7 @@ def main() -> int:
     ap.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray cluster")
     ap.add_argument("--model", default=None, help="a tiny Marian folder (default: build one)")
+    ap.add_argument("--calls", type=int, default=4, help="calls the items are handed over in (one per chunk of rows)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each variant's best time is kept")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -88,7 +94,8 @@ def main() -> int:
         # other work slows whichever variant happens to run beside it.
         for _ in range(args.repeat):
             for row, (_, _, cfg) in zip(rows, variants):
-                seconds, out = run(texts, model, executor=cfg, chunk=args.chunk, max_new_tokens=args.max_new_tokens)
+                seconds, out = run(texts, model, executor=cfg, chunk=args.chunk, max_new_tokens=args.max_new_tokens,
+                                   calls=args.calls)
                 ref = out if ref is None else ref
                 row["seconds"] = min(row["seconds"], seconds)
                 row["same"] = row["same"] and out == ref
@@ -100,9 +107,9 @@ def main() -> int:
         r["time_ratio"] = round(r["seconds"] / base, 3)
         r["seconds"] = round(r["seconds"], 2)
     if args.json:
-        print(json.dumps({"n": args.n, "chunk": args.chunk, "rows": rows}, indent=2))
+        print(json.dumps({"n": args.n, "calls": args.calls, "chunk": args.chunk, "rows": rows}, indent=2))
     else:
-        print(f"{args.n} items, chunks of {args.chunk}, {args.max_new_tokens} new tokens max, "
+        print(f"{args.n} items in {args.calls} calls, chunks of {args.chunk}, {args.max_new_tokens} new tokens max, "
               f"{os.cpu_count()} CPUs here, Ray cluster of {args.num_cpus} CPUs, best of {args.repeat}")
         print(f"{'executor':<10}{'actors':>7}{'seconds':>10}{'items/s':>10}{'x local time':>14}{'same':>6}")
         for r in rows:
