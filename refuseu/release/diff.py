@@ -6,14 +6,44 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from refuseu.errors import BuildError, InputError
-from refuseu.release.inspect import load_release_rows
+from refuseu.release.assemble import as_text
+from refuseu.release.inspect import load_release_rows, release_files
 from refuseu.release.manifest import read_manifest
 from refuseu.release.verify import require_valid
 
 COMPARE = ("prompt", "chosen", "rejected", "split", "category", "attack_style", "origin", "chosen_origin",
            "rejected_origin", "qe_score", "lid_lang")
+#: Columns counted per value (old -> new).
+COUNTED = ("category", "attack_style", "origin", "chosen_origin", "rejected_origin")
+_BATCH_ROWS = 65_536
+
+
+def _diff_rows(root: Path) -> pl.DataFrame:
+    """What :func:`diff_releases` compares, one row per release row, read one record batch at a
+    time: ``config``, ``file_split``, ``pair_id``, ``prompt_id``, ``split`` and the counted
+    columns as they are, and each compared column as a hash (``<col>#``, equal values give
+    equal hashes, a null its own), so no text is held."""
+    if not (root / "data").is_dir():
+        load_release_rows(root)  # its message for a folder that is not a release
+    frames = []
+    for f in release_files(root):
+        names = pq.read_schema(f).names
+        wanted = [c for c in ("pair_id", "prompt_id", *COMPARE) if c in names]
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS, columns=wanted):
+            df = as_text(pl.from_arrow(batch))
+            keep = [pl.col(c).cast(pl.Categorical) if df.schema[c] == pl.String else pl.col(c)
+                    for c in ("split", *COUNTED) if c in df.columns]
+            frames.append(df.select(
+                pl.lit(f.parent.name, dtype=pl.String).cast(pl.Categorical).alias("config"),
+                pl.lit(f.name.split("-")[0], dtype=pl.String).cast(pl.Categorical).alias("file_split"),
+                *(c for c in ("pair_id", "prompt_id") if c in df.columns), *keep,
+                *(pl.col(c).hash(seed=0).alias(f"{c}#") for c in COMPARE if c in df.columns)))
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def fetch_release(spec: str) -> Path:
@@ -48,24 +78,30 @@ def diff_releases(old: str, new: str) -> dict:
     a_dir, b_dir = fetch_release(old), fetch_release(new)
     for spec, d in ((old, a_dir), (new, b_dir)):
         require_valid(d, action="compare it", hub_snapshot=spec.startswith("hf:"))
-    a, b = load_release_rows(a_dir), load_release_rows(b_dir)
+    a, b = _diff_rows(a_dir), _diff_rows(b_dir)
     key = ["config", "file_split", "pair_id"]
-    cols = [c for c in COMPARE if c in a.columns and c in b.columns]
-    joined = a.select(key + cols).join(b.select(key + cols), on=key, how="full", suffix="_new", coalesce=True)
+    cols = [f"{c}#" for c in COMPARE if f"{c}#" in a.columns and f"{c}#" in b.columns]
+    # (config and file_split as text: two releases' Categoricals are compared by their text)
+    a_keyed = a.select(pl.col("config", "file_split").cast(pl.String), "pair_id", *cols)
+    b_keyed = b.select(pl.col("config", "file_split").cast(pl.String), "pair_id", *cols)
+    joined = a_keyed.join(b_keyed, on=key, how="full", suffix="_new", coalesce=True)
+    del a_keyed, b_keyed
     out: dict = {"old": old, "new": new, "configs": {}}
     for (config, split), part in joined.group_by("config", "file_split", maintain_order=True):
+        # A row's hashes are never null, so a null one says the row is not on that side.
         added = part.filter(pl.col(cols[0]).is_null() & pl.col(f"{cols[0]}_new").is_not_null())
         removed = part.filter(pl.col(cols[0]).is_not_null() & pl.col(f"{cols[0]}_new").is_null())
         both = part.filter(pl.col(cols[0]).is_not_null() & pl.col(f"{cols[0]}_new").is_not_null())
         changed_mask = pl.lit(False)
         for c in cols:
-            changed_mask = changed_mask | ~pl.col(c).eq_missing(pl.col(f"{c}_new"))
+            changed_mask = changed_mask | (pl.col(c) != pl.col(f"{c}_new"))
         changed = both.filter(changed_mask)
         out["configs"][f"{config}/{split}"] = {
             "added": added.height, "removed": removed.height, "changed": changed.height,
             "added_ids": sorted(added["pair_id"].to_list())[:50],
             "removed_ids": sorted(removed["pair_id"].to_list())[:50],
             "changed_ids": sorted(changed["pair_id"].to_list())[:50]}
+    del joined
 
     # Contamination across versions: a test prompt of OLD that NEW trains on.
     old_test = set(a.filter(pl.col("split") == "test")["prompt_id"].to_list()) if a.height else set()
@@ -74,10 +110,10 @@ def diff_releases(old: str, new: str) -> dict:
     out["test_to_train"] = {"count": len(leaked), "prompt_ids": leaked[:50]}
 
     def counts(df: pl.DataFrame, col: str) -> dict:
-        return {str(k): n for k, n in df.group_by(col).len().sort(col, nulls_last=True).iter_rows()} if df.height else {}
+        return ({str(k): n for k, n in df.group_by(pl.col(col).cast(pl.String)).len().sort(col, nulls_last=True)
+                 .iter_rows()} if df.height else {})
 
-    out["counts"] = {col: {"old": counts(a, col), "new": counts(b, col)}
-                     for col in ("category", "attack_style", "origin", "chosen_origin", "rejected_origin")
+    out["counts"] = {col: {"old": counts(a, col), "new": counts(b, col)} for col in COUNTED
                      if col in a.columns and col in b.columns}
     ma, mb = _flat(read_manifest(a_dir)), _flat(read_manifest(b_dir))
     skip = ("files.", "funnel.", "stage_stats.", "counts.", "recipe.build_dir", "recipe.release.out")
