@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 import polars as pl
 
 from refuseu.config import SourceConfig
-from refuseu.errors import BuildError, InputError
+from refuseu.errors import InputError
 from refuseu.resources import schemas_dir, seed_prompts_path
+from refuseu.sources.formats import (ALLOWED_SOURCES, BOM, _csv_chunks, _hub_chunks, _jsonl_chunks, _not_text,
+                                     _open_error, _parquet_chunks, _sniff_delimiter, parse_hub_spec)
 from refuseu.taxonomy import UNCATEGORIZED, Taxonomy, label_key, load_taxonomy
 
 RAW_COLUMNS = ("text", "kind", "category", "attack_style", "hint", "source", "source_row")
@@ -39,24 +40,9 @@ COLUMN_NAMES = {
     "kind": ("kind",),
     "attack_style": ("attack_style",),
 }
-CSV_DELIMITERS = (",", ";", "\t")
-BOM = b"\xef\xbb\xbf"
-ALLOWED_SOURCES = "'seed', a .jsonl, .csv or .parquet file, or hf:owner/name[:config][@revision]"
-# Values polars turns into text when a JSON column mixes strings with other types.
-_COERCED = r"(?s)^(-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|[\[{].*)$"
 
 
 # --- labels and fingerprints ----------------------------------------------------------
-
-def parse_hub_spec(spec: str) -> tuple[str, str, str]:
-    """``hf:owner/name[:config][@revision]`` -> (owner/name, config or '', revision or '')."""
-    body = spec[3:]
-    name, _, revision = body.partition("@")
-    name, _, config = name.partition(":")
-    if name.count("/") != 1 or not all(name.split("/")) or "@" in revision:
-        raise InputError(f"bad Hugging Face dataset spec '{spec}'", field="source",
-                         hint="use hf:owner/name[:config][@revision]")
-    return name, config, revision
 
 
 def source_label(spec: str) -> str:
@@ -151,17 +137,6 @@ def _check_local_file(spec: str) -> tuple[Path, str]:
     if not path.is_file():
         raise InputError("not a regular file", file=spec, hint=f"give {ALLOWED_SOURCES}")
     return path, fmt
-
-
-def _open_error(e: OSError, spec: str) -> InputError:
-    if isinstance(e, PermissionError):
-        return InputError("cannot read the file (permission denied)", file=spec,
-                          hint="make the file readable (e.g. chmod a+r) or give another file")
-    if isinstance(e, IsADirectoryError):
-        return InputError("is a folder, not a file", file=spec, hint=f"give {ALLOWED_SOURCES}")
-    if isinstance(e, FileNotFoundError):
-        return InputError("source file not found", file=spec, hint=f"give {ALLOWED_SOURCES}")
-    return InputError(f"cannot read the file ({e.strerror or e})", file=spec)
 
 
 def _hash_file(path: Path, spec: str) -> tuple[int, str, bool]:
@@ -351,16 +326,6 @@ def describe_columns(src: SourceConfig) -> str | None:
     return f"source {source_label(src.spec)}: " + ", ".join(parts)
 
 
-def _sniff_delimiter(header: str) -> str:
-    """The delimiter (',' ';' or tab) that splits the header line into the most fields."""
-    best, width = ",", 1
-    for d in CSV_DELIMITERS:
-        n = len(next(csv.reader([header], delimiter=d), []))
-        if n > width:
-            best, width = d, n
-    return best
-
-
 # --- reading ---------------------------------------------------------------------------
 # Sources are read in chunks of at most ``chunk_rows`` rows, so that memory follows the
 # chunk and not the file. Every chunk is read, conformed and validated on its own; the
@@ -491,260 +456,6 @@ class _Conformer:
     def finish(self) -> None:
         """A mapped column that no row of the source had is an error (as for a whole file)."""
         resolve_columns(list(self.columns), self.src, self.display)
-
-
-def _open_source(path: Path, spec: str) -> BinaryIO:
-    try:
-        return open(path, "rb")
-    except OSError as e:
-        raise _open_error(e, spec) from None
-
-
-def _physical_lines(f: BinaryIO, spec: str) -> Iterator[bytes]:
-    """The file's lines (with their newline), a leading UTF-8 BOM removed; an empty file is
-    an input error. Take lines with :func:`_take` (which reports read errors)."""
-    try:
-        first = f.readline()
-    except OSError as e:
-        raise _open_error(e, spec) from None
-    if not first:
-        raise InputError("the file is empty", file=spec, hint="give a file with at least one prompt row")
-    if first.startswith(BOM):  # editors write it; it is valid UTF-8 and not part of the data
-        first = first[len(BOM):]
-    return itertools.chain([first], f)  # no Python frame per line: millions of lines
-
-
-def _take(lines: Iterator[bytes], n: int, spec: str) -> list[bytes]:
-    try:
-        return list(itertools.islice(lines, n))
-    except OSError as e:
-        raise _open_error(e, spec) from None
-
-
-def _check_utf8(data: bytes, spec: str, first_line: int) -> None:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = first_line + data.count(b"\n", 0, e.start)
-        raise InputError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=spec, line=line,
-                         hint="re-save the file as UTF-8") from None
-
-
-def _only_blank_lines(spec: str) -> InputError:
-    return InputError("the file has no rows (only blank lines)", file=spec,
-                      hint="give a file with at least one prompt row")
-
-
-def _jsonl_chunks(path: Path, spec: str, chunk_rows: int, conformer: _Conformer) -> Iterator[pl.DataFrame]:
-    """JSON lines, ``chunk_rows`` physical lines at a time. ``__row`` is the physical line
-    so that errors point at the line in an editor."""
-    with _open_source(path, spec) as f:
-        lines_iter = _physical_lines(f, spec)
-        first_line, any_rows = 1, False
-        while True:
-            lines = _take(lines_iter, chunk_rows, spec)
-            if not lines:
-                break
-            start, n_lines = first_line, len(lines)
-            first_line += n_lines
-            data = b"".join(lines)
-            del lines  # the chunk's bytes are held once; lines are split again only when needed
-            _check_utf8(data, spec, start)
-            if data.isspace():
-                continue
-            any_rows = True
-            try:
-                df = pl.read_ndjson(data, infer_schema_length=None)
-            except Exception:
-                _find_bad_json_line(spec, data, start)
-                raise
-            if df.height == n_lines:  # no blank lines: record i is on line start + i
-                df = df.with_columns(pl.int_range(start, start + df.height, dtype=pl.Int64).alias("__row"))
-            else:
-                rows = [start + i for i, ln in enumerate(data.split(b"\n")[:n_lines]) if ln.strip()]
-                if len(rows) != df.height:
-                    rows = list(range(start, start + df.height))
-                df = df.with_columns(pl.Series("__row", rows, dtype=pl.Int64))
-            text_column = conformer.mapping(df.columns)["text"]
-            _check_json_text_type(df, data, start, spec, text_column)
-            yield df
-            del df, data  # not held while the next chunk is read
-        if not any_rows:
-            raise _only_blank_lines(spec)
-
-
-def _check_json_text_type(df: pl.DataFrame, data: bytes, first_line: int, spec: str, column: str) -> None:
-    """polars reads a column that mixes strings and numbers as text ("text": 5 -> "5");
-    look at the JSON of the few rows whose value could be such a conversion."""
-    if column not in df.columns or df.schema[column] != pl.String:
-        return  # a column without any string is reported by _conform
-    suspects = df.filter(pl.col(column).str.contains(_COERCED)).get_column("__row").to_list()
-    if not suspects:
-        return
-    lines = data.split(b"\n")
-    for row in suspects:
-        try:
-            value = json.loads(lines[row - first_line]).get(column)
-        except (IndexError, ValueError, AttributeError):
-            continue  # row numbers are approximate here; the check is best effort
-        if value is not None and not isinstance(value, str):
-            raise _not_text(value, spec, row, column)
-
-
-def _not_text(value, spec: str, row: int | None, column: str) -> InputError:
-    kind = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
-        type(value), f"a {type(value).__name__}")
-    return InputError(f"the prompt text must be a string, found {kind} ({value!r})", file=spec, line=row,
-                      field=column, hint="quote the value, or map another column with sources[].columns")
-
-
-def _find_bad_json_line(spec: str, data: bytes, first_line: int) -> None:
-    for i, raw in enumerate(data.split(b"\n"), start=first_line):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", file=spec, line=i,
-                             hint="each line must be one JSON object") from None
-        if not isinstance(obj, dict):
-            raise InputError("each line must be a JSON object", file=spec, line=i,
-                             hint='e.g. {"text": "...", "category": "..."}')
-    raise InputError("could not read the file as JSON lines", file=spec,
-                     hint="each line must be one JSON object with the same field types on every line")
-
-
-def _csv_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    """CSV records, about ``chunk_rows`` physical lines at a time, each chunk parsed by
-    polars after the file's header lines (so every chunk parses as it would in the whole
-    file). A chunk ends only where the count of '"' is even: a quoted field may span lines.
-    ``__row`` is the record number + 1 (the header is line 1); quoted fields with newlines
-    make it approximate, which is fine for error messages."""
-    with _open_source(path, spec) as f:
-        lines_iter = _physical_lines(f, spec)
-        header: list[bytes] = []
-        ahead: list[bytes] = []
-        while not header or not header[-1].rstrip(b"\r\n"):  # polars skips empty lines before the header
-            ln = _take(lines_iter, 1, spec)
-            if not ln:
-                break
-            header += ln
-        if not header[-1].strip():  # only whitespace so far: is there anything but whitespace?
-            while not (ahead and ahead[-1].strip()):
-                ln = _take(lines_iter, 1, spec)
-                if not ln:
-                    _check_utf8(b"".join(header + ahead), spec, 1)
-                    raise _only_blank_lines(spec)
-                ahead += ln
-            lines_iter = itertools.chain(ahead, lines_iter)
-        header += _to_even_quotes(lines_iter, b"".join(header), spec, step=1)  # a quoted name with a newline
-        head = b"".join(header)
-        _check_utf8(head, spec, 1)
-        # ',' ';' or tab: whichever splits the header line into the most fields.
-        sniffed = b"".join(header + ahead)[:1 << 16].decode("utf-8", errors="replace")
-        sep = _sniff_delimiter(next((ln for ln in sniffed.splitlines() if ln.strip()), ""))
-        first_line, record = 1 + len(header), 0
-        while True:
-            lines = _take(lines_iter, chunk_rows, spec)
-            if not lines:
-                break
-            data = b"".join(lines)
-            more = _to_even_quotes(lines_iter, data, spec)  # ends inside a quoted field: read to its end
-            if more:
-                lines += more
-                data = b"".join(lines)
-            n_lines = len(lines)
-            del lines
-            start, first_line = first_line, first_line + n_lines
-            _check_utf8(data, spec, start)
-            try:
-                df = pl.read_csv(head + data, infer_schema=False, has_header=True, separator=sep)
-            except Exception as e:
-                raise _csv_error(path, spec, sep, e) from None
-            df = df.with_columns(pl.int_range(record + 2, record + 2 + df.height, dtype=pl.Int64).alias("__row"))
-            record += df.height
-            yield df
-            del df, data  # not held while the next chunk is read
-
-
-def _to_even_quotes(lines: Iterator[bytes], data: bytes, spec: str, *, step: int = 64) -> list[bytes]:
-    """The lines after ``data`` up to where its count of '"' is even (none when it is):
-    ``step`` lines at a time, so the count may turn even before the last one."""
-    out: list[bytes] = []
-    odd = data.count(b'"') % 2
-    while odd:
-        more = _take(lines, step, spec)
-        if not more:
-            break
-        out += more
-        odd ^= b"".join(more).count(b'"') % 2
-    return out
-
-
-def _csv_error(path: Path, spec: str, sep: str, error: Exception) -> InputError:
-    """Locate the bad record with the csv module (read from the start, line by line)."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="\n") as f:
-            reader = csv.reader(f, delimiter=sep)
-            width = None
-            for rec in reader:
-                width = width or len(rec)
-                if len(rec) != width:
-                    return InputError(f"expected {width} fields, found {len(rec)}", file=spec,
-                                      line=reader.line_num)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        pass
-    return InputError(f"could not parse CSV: {error}", file=spec)
-
-
-def _parquet_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    """Parquet rows ``chunk_rows`` at a time (polars reads only the pages a slice needs)."""
-    with _open_source(path, spec) as f:  # readable at all? (polars' own errors do not say)
-        try:
-            empty = not f.read(1)
-        except OSError as e:
-            raise _open_error(e, spec) from None
-    if empty:
-        raise InputError("the file is empty", file=spec, hint="give a Parquet file with at least one row")
-    try:
-        scan = pl.scan_parquet(path)
-        total = scan.select(pl.len()).collect().item()
-    except Exception as e:
-        raise InputError(f"not a readable Parquet file ({e})", file=spec) from None
-    for start in range(0, total, chunk_rows):
-        try:
-            df = scan.slice(start, chunk_rows).collect()
-        except Exception as e:
-            raise InputError(f"not a readable Parquet file ({e})", file=spec) from None
-        yield df.with_columns(pl.int_range(start + 1, start + df.height + 1, dtype=pl.Int64).alias("__row"))
-
-
-def _hub_chunks(spec: str, *, split: str, chunk_rows: int, commit: str | None = None) -> Iterator[pl.DataFrame]:
-    """A Hub dataset split ``chunk_rows`` rows at a time. ``datasets`` keeps the split as
-    memory-mapped Arrow files in its cache, so a slice costs only the rows in it."""
-    name, config, revision = parse_hub_spec(spec)
-    if commit is None:
-        from refuseu.sources.hub import resolve_commit
-        commit = resolve_commit(name, revision, spec=spec)
-    revision = commit
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a core dependency
-        raise BuildError("reading a Hub dataset needs the 'datasets' package") from None
-    try:
-        ds = datasets.load_dataset(name, config or None, revision=revision or None, split=split)
-    except Exception as e:
-        raise BuildError(f"could not load Hugging Face dataset '{name}' (split '{split}'): "
-                         f"{type(e).__name__}: {e}",
-                         hint="check the name and your network/HF_TOKEN, or download it once and run "
-                              "with HF_DATASETS_OFFLINE=1 from the cache") from None
-    table = ds.data.table
-    if table.num_rows == 0:
-        raise InputError(f"the dataset split '{split}' has no rows", file=spec,
-                         hint="choose another split with sources[].split")
-    for start in range(0, table.num_rows, chunk_rows):
-        df = pl.from_arrow(table.slice(start, chunk_rows))
-        yield df.with_columns(pl.int_range(start + 1, start + df.height + 1, dtype=pl.Int64).alias("__row"))
 
 
 # --- conform and validate --------------------------------------------------------------
