@@ -354,3 +354,26 @@ def test_inspect_response_counts_are_those_of_the_texts(custom_release, conversa
         assert r["distinct_chosen"] == harmful["chosen"].n_unique()
         assert r["distinct_rejected"] == harmful["rejected"].n_unique()
         assert r["chosen_mean_chars"] == round(harmful["chosen"].str.len_chars().mean(), 1)
+
+
+def test_release_columns_read_every_file_and_split(seed_release):
+    """The report page's sections read their columns through ReleaseColumns: every row of
+    every file, or of one split's files, with lengths and hashes equal to the texts'."""
+    from refuseu.release.inspect import ReleaseColumns, load_release_rows
+
+    root, _ = seed_release
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    whole = load_release_rows(root)
+    rows = ReleaseColumns(root)
+    assert rows.height == whole.height == sum(manifest["counts"].values())
+    got = rows.select("config", "file_split", "lang", "chosen_chars", "prompt_id_hash")
+    assert got.height == whole.height
+    assert got["chosen_chars"].to_list() == whole["chosen"].str.len_chars().to_list()
+    assert got["prompt_id_hash"].to_list() == whole["prompt_id"].hash(seed=0).to_list()
+    assert got["file_split"].cast(pl.String).to_list() == whole["file_split"].to_list()
+    for split in ("train", "test", "eval"):
+        part = rows.select("lang", split=split)
+        assert part.height == whole.filter(pl.col("file_split") == split).height > 0, split
+    pairs = ReleaseColumns(root, include="pairs")
+    assert pairs.height == sum(n for k, n in manifest["counts"].items() if k.startswith("lang_"))
+    assert pairs.select("lang").height == pairs.height

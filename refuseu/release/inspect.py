@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from refuseu.errors import InputError
-from refuseu.release.assemble import ID_COLUMNS, TEXT_COLUMNS, as_text, light_table
+from refuseu.release.assemble import ID_COLUMNS, TEXT_COLUMNS, as_text
 from refuseu.release.verify import require_valid
 
 
@@ -48,19 +48,12 @@ def light_release_rows(release: str | Path, *, columns: list[str] | tuple[str, .
     ``<id>_hash`` (UInt64, null where the id is), other strings Categorical; ``config`` and
     ``file_split`` (``train``/``test``/``eval``, from the file's name) are added. Row order is
     :func:`load_release_rows`'s. ``include`` as in :func:`release_files`."""
-    frames = []
-    for f in release_files(release, include=include):
-        names = pq.read_schema(f).names
-        df = as_text(pl.read_parquet(f, columns=[c for c in (columns or names) if c in names]))
-        ids = [pl.when(pl.col(c).is_null()).then(None).otherwise(pl.col(c).hash(seed=0)).cast(pl.UInt64)
-               .alias(f"{c}_hash") for c in ID_COLUMNS if c in df.columns]
-        light = pl.concat([light_table(df), df.select(ids)], how="horizontal")
-        frames.append(light.with_columns(config=pl.lit(f.parent.name, dtype=pl.Categorical),
-                                         file_split=pl.lit(f.name.split("-")[0], dtype=pl.Categorical)))
-        del df
-    if not frames:
+    rows = ReleaseColumns(release, include=include)
+    if not rows.files:
         return pl.DataFrame()
-    return pl.concat(frames, how="diagonal_relaxed")
+    wanted = None if columns is None else set(columns)
+    return rows.select(*(c for c in rows.columns
+                         if wanted is None or c in ("config", "file_split") or rows._source(c) in wanted))
 
 
 #: Rows read from a release file at once by :class:`ReleaseColumns`.
@@ -111,10 +104,10 @@ class ReleaseColumns:
                 continue
             names = pq.read_schema(f).names
             wanted = list(dict.fromkeys(self._source(c) for c in cols if self._source(c) in names)) or names[:1]
-            config, split = f.parent.name, f.name.split("-")[0]
+            config, file_split = f.parent.name, f.name.split("-")[0]
             # In record batches: a text column is held a batch at a time, not a whole file's.
             for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS, columns=wanted):
-                frames.append(self._derive(as_text(pl.from_arrow(batch)), cols, config, split))
+                frames.append(self._derive(as_text(pl.from_arrow(batch)), cols, config, file_split))
         if not frames:
             return pl.DataFrame(schema={c: pl.String for c in cols})
         return pl.concat(frames, how="diagonal_relaxed")
