@@ -63,6 +63,21 @@ def test_metrics_on_known_answers():
     assert language_consistency([], []) is None
 
 
+@pytest.mark.parametrize("harmful_only, kinds", [(True, ["harmful"]), (False, ["harmful", "benign"])])
+def test_tiny_train_pairs(harmful_only, kinds):
+    """The tiny model trains on the openings of the answers, of the harmful pairs only by default."""
+    from refuseu.validate.run import ValidateConfig, tiny_train_pairs
+
+    pairs = pl.DataFrame({"kind": ["harmful", "benign"], "prompt": ["p", "q"],
+                          "chosen": ["No. I won't. Here is why.", "Sure. Step one. Step two."],
+                          "rejected": ["Sure. Step one. Step two.", "No. I won't. Here is why."]})
+    assert ValidateConfig(tiny=True).tiny_harmful_only and ValidateConfig(tiny=True).precompute_ref
+    assert ValidateConfig().precompute_ref is False  # a real model's path is unchanged
+    out = tiny_train_pairs(pairs, ValidateConfig(tiny=True, tiny_harmful_only=harmful_only))
+    assert out["kind"].to_list() == kinds
+    assert out["chosen"][0] == "No. I won't." and out["rejected"][0] == "Sure. Step one."
+
+
 # Small enough for a test: a few SFT and DPO steps, two prompts per language and kind.
 SMALL = ["--train-langs", "en,de", "--eval-langs", "en,de", "--eval-limit", "3"]
 
@@ -116,7 +131,9 @@ def test_validate_tiny_learns(release_de, tmp_path):
     answers = (tmp_path / "v" / "answers.jsonl").read_text().splitlines()
     assert len(answers) == 2 * rep["eval_prompts"]
     assert rep["before"]["reward_accuracy"] == 0.5  # the policy is the reference before training
-    assert rep["after"]["reward_accuracy"] >= rep["before"]["reward_accuracy"] + 0.25
+    # The tiny model trains on the harmful pairs only: the held-out accuracy rises on the harmful
+    # test pairs, not on the benign ones (a quarter of them), and the safety probe shows it.
+    assert rep["after"]["reward_accuracy"] >= rep["before"]["reward_accuracy"] + 0.15
     assert rep["after"]["safety_probe_accuracy"] >= rep["before"]["safety_probe_accuracy"] + 0.25
     assert rep["build_signature"] and rep["version"] == "0.1.0"
 
@@ -151,6 +168,9 @@ def test_validate_missing_model_stops_before_work(release_de, tmp_path):
 def test_validate_transfer_matrix(release_de, tmp_path):
     rep, output = run_validate_cli(release_de, tmp_path / "v", "--transfer", "--max-steps", "6", comply_steps=6)
     assert set(rep["transfer"]) == {"en", "all"} and rep["transfer_train_langs"] == {"en": ["en"], "all": ["en", "de"]}
+    # English alone gets the steps that make as many passes over its pairs as the main run makes over all.
+    en_steps = round(6 * rep["train_pairs_per_language"]["en"] / rep["train_pairs"])
+    assert rep["transfer_steps"] == {"en": en_steps, "all": 6} and f"DPO (en only) step {en_steps}/{en_steps}" in output
     # The all-languages row is the main run's result, not a second training.
     assert rep["transfer"]["all"] == {lang: m["asr"] for lang, m in rep["after"]["per_language"].items()}
     assert "after DPO on en only:" in output

@@ -399,8 +399,8 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
               help="Weight of an NLL term on the chosen answers added to the DPO loss (default 0; 2 with --tiny).")
 @click.option("--transfer", is_flag=True, help="Train once on English only and once on all; ASR matrix.")
 @click.option("--tiny", is_flag=True, help="Build a tiny Llama-style model locally, teach it to comply (SFT), then "
-                                           "DPO (batch 16, the first two sentences of each answer): the "
-                                           "experiment in miniature on a CPU.")
+                                           "DPO on the harmful pairs (batch 16, the first two sentences of each "
+                                           "answer): the experiment in miniature on a CPU.")
 @click.option("--eval-limit", type=int, default=None,
               help="Evaluation prompts per language and kind (default all; 10 with --tiny).")
 @click.option("--judge-engine", type=click.Choice(["lexicon", "classifier", "llm"]), default="lexicon",

@@ -174,8 +174,10 @@ def write_report(result: dict, out: Path) -> list[str]:
     figures = [(f, c) for f, c in FIGURES if (out / f).exists() and (f != "transfer_heatmap.png"
                                                                     or result.get("transfer"))]
     s = result["settings"]
+    harmful = "harmful " if s.get("tiny") and s.get("tiny_harmful_only") else ""
     lines = [f"# Validation of {result['release']} (v{result['version']}, build {result['build_signature']})", "",
-             f"Model: {result['model']}; DPO on {result['train_pairs']} pairs ({', '.join(s['train_langs'])}), "
+             f"Model: {result['model']}; DPO on {result['train_pairs']} {harmful}pairs "
+             f"({', '.join(s['train_langs'])}), "
              f"{s['max_steps']} steps, {'LoRA' if s['lora'] else 'full'}, beta {s['beta']}"
              f"{', NLL weight on chosen ' + str(s['sft_weight']) if s.get('sft_weight') else ''}; judge "
              f"{result.get('judge', 'lexicon')}; {result['eval_prompts']} evaluation prompts; "
@@ -202,8 +204,10 @@ def write_report(result: dict, out: Path) -> list[str]:
         lines += ["", "## Transfer (attack success rate; rows: training languages)", "",
                   "| train \\ eval | " + " | ".join(langs) + " |", "|---|" + "---|" * len(langs),
                   "| before DPO | " + " | ".join(_fmt(b[lang]["asr"]) for lang in langs) + " |"]
+        steps = result.get("transfer_steps") or {}
         for name, row in result["transfer"].items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(row.get(lang)) for lang in langs) + " |")
+            label = f"{name} ({steps[name]} steps)" if name in steps else name
+            lines.append(f"| {label} | " + " | ".join(_fmt(row.get(lang)) for lang in langs) + " |")
     lines += ["", "## Figures", ""]
     for f, caption in figures:
         lines += [f"![{caption}]({f})", "", f"*{caption}*", ""]

@@ -28,11 +28,12 @@ from refuseu.validate.train import conversation, train_comply, train_dpo
 # Settings a field left at None takes: for a real model, and for the tiny model built locally
 # (full fine-tuning, a higher learning rate and an NLL term on the chosen answers, since a
 # random-weight model must first learn to write a refusal at all; larger batches of shorter
-# texts, since it trains on the openings of the answers; fewer evaluation prompts).
+# texts, since it trains on the openings of the answers; the reference model's log-probabilities
+# computed once before DPO, which saves about a tenth of its time on a CPU; fewer evaluation prompts).
 DEFAULTS = {"lora": True, "learning_rate": 5e-5, "sft_weight": 0.0, "max_steps": 60, "eval_limit": None,
-            "batch_size": 8, "max_length": 256}
+            "batch_size": 8, "max_length": 256, "precompute_ref": False}
 TINY_DEFAULTS = {"lora": False, "learning_rate": 5e-3, "sft_weight": 2.0, "max_steps": 600, "eval_limit": 10,
-                 "batch_size": 16, "max_length": 128}
+                 "batch_size": 16, "max_length": 128, "precompute_ref": True}
 
 
 @dataclass
@@ -62,6 +63,8 @@ class ValidateConfig:
     tiny_layers: int = 2
     tiny_vocab: int = 2000             # tiny only: size of the BPE vocabulary trained on the release's texts
     tiny_answer_sentences: int = 2     # tiny only: train on the first sentences of each answer (0: whole answers)
+    tiny_harmful_only: bool = True     # tiny only: DPO on the harmful pairs only (see tiny_train_pairs)
+    precompute_ref: bool | None = None  # reference log-probabilities computed once before DPO, not at every step
 
     def __post_init__(self):
         for key, value in (TINY_DEFAULTS if self.tiny else DEFAULTS).items():
@@ -86,6 +89,19 @@ def answer_openings(pairs: pl.DataFrame, n: int) -> pl.DataFrame:
         return pairs
     return pairs.with_columns(pl.col(c).map_elements(lambda t: opening_sentences(t, n), return_dtype=pl.String)
                               for c in ("chosen", "rejected"))
+
+
+def tiny_train_pairs(pairs: pl.DataFrame, cfg: "ValidateConfig") -> pl.DataFrame:
+    """What the tiny model trains on: the openings of the answers, and with ``tiny_harmful_only``
+    the harmful pairs only. A random-weight model of this size cannot tell a harmful prompt from
+    a benign one written to look like it (the release's benign prompts are such look-alikes), and
+    the benign pairs' rejected answers are refusals in the same words as the harmful pairs' chosen
+    ones: trained on both, its updates cancel in those words and what it generates is a refusal
+    with the verb missing, which no judge counts. Over-refusal is still measured on the benign
+    evaluation prompts."""
+    if cfg.tiny_harmful_only:
+        pairs = pairs.filter(pl.col("kind") == "harmful")
+    return answer_openings(pairs, cfg.tiny_answer_sentences)
 
 
 def load_pairs(release: Path, langs: list[str], split: str) -> pl.DataFrame:
@@ -282,8 +298,11 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("train_log.jsonl", "answers.jsonl"):
         (out / stale).unlink(missing_ok=True)
-    opening = cfg.tiny_answer_sentences if cfg.tiny else 0   # what the model trains on; evaluation sees whole pairs
-    train = answer_openings(train, opening)
+    shape = (lambda pairs: tiny_train_pairs(pairs, cfg)) if cfg.tiny else (lambda pairs: pairs)
+    train = shape(train)   # what the model trains on; evaluation sees the whole test pairs
+    if train.height == 0:
+        raise InputError("the release has no harmful train pairs in the chosen languages", file=str(root),
+                         field="--train-langs")
     test = load_pairs(root, eval_langs, "test")
     ev = rows.filter((pl.col("config") == "evaluation") & pl.col("lang").is_in(eval_langs))
     if cfg.eval_limit:
@@ -307,32 +326,41 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
 
     # Before training the policy is the reference: every implicit reward is 0 (accuracy 0.5).
     before = measured(evaluate(model_dir, "before"), ref_test, ref_probe)
-    report(f"DPO on {train.height} pairs ({', '.join(train_langs)}), {cfg.max_steps} steps, "
+    harmful = "harmful " if cfg.tiny and cfg.tiny_harmful_only else ""
+    report(f"DPO on {train.height} {harmful}pairs ({', '.join(train_langs)}), {cfg.max_steps} steps, "
            f"{'LoRA' if cfg.lora else 'full'}; per-step logs: {out / 'train_log.jsonl'}")
     trained_dir = train_dpo(model_dir, train, cfg, out / "dpo", report=report)
     policy = AutoModelForCausalLM.from_pretrained(trained_dir).eval()
     report("evaluating after DPO")
     after = measured(evaluate(trained_dir, "after"), pair_logps(policy, tok, test), pair_logps(policy, tok, probe))
-    transfer = transfer_langs = None
+    transfer = transfer_langs = transfer_steps = None
     if cfg.transfer:
         all_name = "all" if set(train_langs) == set(manifest["languages"]) else ",".join(train_langs)
         transfer = {}
         transfer_langs = {}
+        transfer_steps = {}
         if "en" in manifest["languages"] and train_langs != ["en"]:
-            en = answer_openings(load_pairs(root, ["en"], "train"), opening)
-            report(f"transfer: DPO on English only ({en.height} pairs), {cfg.max_steps} steps")
-            en_dir = train_dpo(model_dir, en, cfg, out / "transfer-en", label="DPO (en only)", report=report)
+            en = shape(load_pairs(root, ["en"], "train"))
+            # The tiny model makes as many passes over the English pairs as the main run makes over
+            # all of its own: all the steps on one language's hundred pairs would have it learn
+            # them by heart and carry nothing to the other languages.
+            en_steps = max(1, round(cfg.max_steps * en.height / train.height)) if cfg.tiny else cfg.max_steps
+            report(f"transfer: DPO on English only ({en.height} {harmful}pairs), {en_steps} steps")
+            en_dir = train_dpo(model_dir, en, cfg, out / "transfer-en", label="DPO (en only)", steps=en_steps,
+                               report=report)
             transfer["en"] = {lang: v["asr"] for lang, v in evaluate(en_dir, "after DPO on en").items()}
-            transfer_langs["en"] = ["en"]
+            transfer_langs["en"], transfer_steps["en"] = ["en"], en_steps
         transfer[all_name] = {lang: v["asr"] for lang, v in after["per_language"].items()}
-        transfer_langs[all_name] = train_langs
+        transfer_langs[all_name], transfer_steps[all_name] = train_langs, cfg.max_steps
     result = {"release": str(root), "version": manifest["version"], "build_signature": manifest["build_signature"],
               "model": model_label, "settings": {**asdict(cfg), "train_langs": train_langs, "eval_langs": eval_langs},
               "judge": evaluate.judge.name, "train_pairs": train.height, "test_pairs": test.height,
               "probe_pairs": probe.height, "eval_prompts": ev.height,
+              "train_pairs_per_language": {lang: train.filter(pl.col("lang") == lang).height for lang in train_langs},
               "test_pairs_per_language": {lang: test.filter(pl.col("lang") == lang).height for lang in eval_langs},
               "probe_pairs_per_language": {lang: probe.filter(pl.col("lang") == lang).height for lang in eval_langs},
               "before": before, "after": after, "transfer": transfer, "transfer_train_langs": transfer_langs,
+              "transfer_steps": transfer_steps,
               "seconds": round(time.perf_counter() - t0, 1), "device": "cuda" if torch.cuda.is_available() else "cpu"}
     from refuseu.validate.report import write_report
     write_report(result, out)

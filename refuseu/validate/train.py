@@ -7,6 +7,8 @@ gets one line per logging step (step, loss, and for DPO the reward accuracy and 
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -51,6 +53,20 @@ def _quiet_trainer(trainer, callback) -> None:
     trainer.add_callback(callback)
 
 
+@contextmanager
+def _no_tqdm():
+    """tqdm bars off (TQDM_DISABLE) for the block, the variable restored after it."""
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
+
+
 def _log_every(max_steps: int) -> int:
     """About six log lines per run, the last at the last step."""
     target = max(1, round(max_steps / 6))
@@ -88,9 +104,10 @@ def _tokenizer(model_dir: Path):
     return tok
 
 
-def train_dpo(model_dir: Path, pairs: pl.DataFrame, cfg, out: Path, *, label: str = "DPO",
+def train_dpo(model_dir: Path, pairs: pl.DataFrame, cfg, out: Path, *, label: str = "DPO", steps: int | None = None,
               report: Callable[[str], None] = print) -> Path:
-    """DPO on (prompt, chosen, rejected) rows; returns the folder of the trained (merged) model."""
+    """DPO on (prompt, chosen, rejected) rows for ``steps`` steps (default ``cfg.max_steps``);
+    returns the folder of the trained (merged) model."""
     import datasets
     import torch
     from transformers import AutoModelForCausalLM
@@ -106,14 +123,17 @@ def train_dpo(model_dir: Path, pairs: pl.DataFrame, cfg, out: Path, *, label: st
     # can widen the margin by pushing the rejected answers down without making the chosen
     # ones what the model generates, which a small model shows first.
     losses = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, cfg.sft_weight]) if cfg.sft_weight else {}
-    args = DPOConfig(beta=cfg.beta, **losses, **_common_args(cfg, out, cfg.max_steps, cfg.learning_rate, cfg.batch_size))
+    steps = steps or cfg.max_steps
+    args = DPOConfig(beta=cfg.beta, **losses, precompute_ref_log_probs=bool(cfg.precompute_ref),
+                     **_common_args(cfg, out, steps, cfg.learning_rate, cfg.batch_size))
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
         peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
-    _quiet_trainer(trainer, _step_log_callback(out.parent / "train_log.jsonl", report, label, cfg.max_steps))
+    with _no_tqdm():  # TRL's bar over the reference log-probabilities (precompute_ref)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
+    _quiet_trainer(trainer, _step_log_callback(out.parent / "train_log.jsonl", report, label, steps))
     trainer.train()
     return _save(trainer, tok, out / "trained-model", merge=cfg.lora)
 
