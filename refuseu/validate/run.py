@@ -339,8 +339,8 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
         transfer = {}
         transfer_langs = {}
         transfer_steps = {}
-        if "en" in manifest["languages"] and train_langs != ["en"]:
-            en = shape(load_pairs(root, ["en"], "train"))
+        en = shape(load_pairs(root, ["en"], "train")) if "en" in manifest["languages"] else None
+        if en is not None and en.height and train_langs != ["en"]:
             # The tiny model makes as many passes over the English pairs as the main run makes over
             # all of its own: all the steps on one language's hundred pairs would have it learn
             # them by heart and carry nothing to the other languages.
