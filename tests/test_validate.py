@@ -131,8 +131,11 @@ def test_validate_tiny_learns(release_de, tmp_path):
     answers = (tmp_path / "v" / "answers.jsonl").read_text().splitlines()
     assert len(answers) == 2 * rep["eval_prompts"]
     assert rep["before"]["reward_accuracy"] == 0.5  # the policy is the reference before training
-    # The tiny model trains on the harmful pairs only: the held-out accuracy rises on the harmful
-    # test pairs, not on the benign ones (a quarter of them), and the safety probe shows it.
+    # The tiny model trains on the harmful pairs only: held-out accuracy on the harmful test pairs
+    # rises as much as it did on all pairs when all were trained on; over all test pairs (a
+    # quarter of them benign, not trained on) it rises less.
+    assert rep["before"]["reward_accuracy_harmful"] == 0.5
+    assert rep["after"]["reward_accuracy_harmful"] >= rep["before"]["reward_accuracy_harmful"] + 0.25
     assert rep["after"]["reward_accuracy"] >= rep["before"]["reward_accuracy"] + 0.15
     assert rep["after"]["safety_probe_accuracy"] >= rep["before"]["safety_probe_accuracy"] + 0.25
     assert rep["build_signature"] and rep["version"] == "0.1.0"

@@ -183,7 +183,10 @@ def write_report(result: dict, out: Path) -> list[str]:
              f"{result.get('judge', 'lexicon')}; {result['eval_prompts']} evaluation prompts; "
              f"{result['seconds']}s on {result['device']}.", "",
              f"Held-out reward accuracy ({result['test_pairs']} test pairs): before "
-             f"{_fmt(result['before']['reward_accuracy'])}, after {_fmt(result['after']['reward_accuracy'])}. "
+             f"{_fmt(result['before']['reward_accuracy'])}, after {_fmt(result['after']['reward_accuracy'])}"
+             + (f" (harmful test pairs alone: before {_fmt(result['before']['reward_accuracy_harmful'])}, after "
+                f"{_fmt(result['after']['reward_accuracy_harmful'])})"
+                if result['after'].get('reward_accuracy_harmful') is not None else "") + ". "
              f"Safety probe ({result.get('probe_pairs', '?')} pairs: native refusal templates vs compliance "
              f"openers, independent of the release's labels): before {_fmt(result['before']['safety_probe_accuracy'])}"
              f", after {_fmt(result['after']['safety_probe_accuracy'])}.", "",

@@ -318,11 +318,20 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     report(f"evaluating {model_label} before DPO ({ev.height} prompts, {test.height} test pairs, "
            f"{probe.height} probe pairs)")
 
+    harmful_test = [k == "harmful" for k in test["kind"].to_list()]
+
+    def harmful_only(lp: tuple) -> tuple:
+        return tuple([x for x, h in zip(side, harmful_test) if h] for side in lp)
+
     def measured(per_lang: dict, test_lp: tuple, probe_lp: tuple) -> dict:
         acc, acc_by = reward_accuracies(test, test_lp, ref_test, cfg.beta, eval_langs)
+        # The same on the harmful test pairs alone (what the tiny model trains on).
+        acc_harmful, _ = reward_accuracies(test.filter(pl.col("kind") == "harmful"), harmful_only(test_lp),
+                                           harmful_only(ref_test), cfg.beta, eval_langs)
         probe_acc, probe_by = reward_accuracies(probe, probe_lp, ref_probe, cfg.beta, eval_langs)
-        return {"per_language": per_lang, "reward_accuracy": acc, "safety_probe_accuracy": probe_acc,
-                "reward_accuracy_per_language": acc_by, "safety_probe_per_language": probe_by}
+        return {"per_language": per_lang, "reward_accuracy": acc, "reward_accuracy_harmful": acc_harmful,
+                "safety_probe_accuracy": probe_acc, "reward_accuracy_per_language": acc_by,
+                "safety_probe_per_language": probe_by}
 
     # Before training the policy is the reference: every implicit reward is 0 (accuracy 0.5).
     before = measured(evaluate(model_dir, "before"), ref_test, ref_probe)
