@@ -4,8 +4,9 @@ Ray executor with 1 and 2 actors (a tiny random-weight Marian model, CPU, no ite
 Prints items/s of each and the ratio to the local run measured in this same run (time
 ratio: ray seconds / local seconds; the goal on CPU is at most 1.3x), and checks that every
 variant gave the same outputs. Ray's times include starting the actor pool and loading the
-model in each actor (what a model stage pays once: the pool is kept across the stage's
-calls); the local cluster itself is started before timing. ``--calls`` hands the items over
+model in each actor (what a build pays once for the actors, and each model stage for its
+model: the actors are kept across calls and stages); the local cluster itself is started
+before timing. ``--calls`` hands the items over
 in that many calls to one executor, as a streamed stage does (one call per chunk of rows). Ray actors run torch with one thread per CPU they hold (Ray sets
 OMP_NUM_THREADS); the local run uses torch's default.
 

@@ -6,7 +6,8 @@ the same fixed output length (32 new tokens each, so every variant does equal wo
   (c) the ``ctranslate2`` engine, int8 (CPU only here),
   (d) the ``hf`` engine through the Ray executor with one actor (``--ray``; Ray installed):
       the same calls as (b)'s engine behind the item cache, once with the local executor
-      and once on Ray, timed with pool start and model load (what a model stage pays).
+      and once on Ray, timed with actor start and model load (what the first model stage of
+      a build pays).
 
 Prints tokens/s of each and the ratios b/a, c/a and d's time against the local executor.
 Targets on the 2-core CPU: b/a >= 12, c/a >= 40, Ray at most 1.3x the local time.

@@ -196,27 +196,29 @@ class CountsLoads(DiesOnce):
 
 
 @pytest.mark.slow
-def test_the_actor_pool_is_kept_across_calls_of_one_engine(ray_cluster, tmp_path):
+def test_the_actors_are_kept_across_calls_and_engines(ray_cluster, tmp_path):
     """A streamed stage calls the executor once per chunk of rows and language: the actors and
-    their loaded models serve every call, and a call for another engine ends the pool."""
+    their loaded models serve every call; the next stage's engine runs in the same actors."""
     import ray.cloudpickle
 
     from refuseu.engines.cache import CachedTranslator
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    marker = tmp_path / "loads"
+    marker, other = tmp_path / "loads", tmp_path / "other"
     ct = CachedTranslator(CountsLoads(str(marker)), None, chunk=2)
     with executors.use(ExecutorConfig(kind="ray", concurrency=1)) as ex:
         for part in (["a", "b", "c"], ["d", "e"], ["f"]):  # three chunks of rows, one language
             assert ct.translate(part, src="en", tgt="de") == [f"de:{t}" for t in part]
         assert ct.translate(["g"], src="en", tgt="fr") == ["fr:g"]  # another language, same actor
-        pool = ex._pool[1]
+        pool = list(ex._actors)
         assert len(pool) == 1
-        CachedTranslator(CountsLoads(str(tmp_path / "other")), None, chunk=2).translate(["x"], src="en", tgt="de")
-        assert ex._pool[1] is not pool  # another engine: a new pool
+        # Another engine (the next stage): the same actor, with that engine's model loaded.
+        assert CachedTranslator(CountsLoads(str(other)), None, chunk=2).translate(["x"], src="en", tgt="de") == ["de:x"]
+        assert ex._actors == pool
     loads = marker.read_text(encoding="utf-8").splitlines()
     assert [line.split()[1] for line in loads] == ["en-de", "en-fr"]  # once per language pair
-    assert len({line.split()[0] for line in loads}) == 1  # in one actor
+    pids = {line.split()[0] for line in loads + other.read_text(encoding="utf-8").splitlines()}
+    assert len(pids) == 1  # one worker process for all of it
     assert ex.computed_remote == 2 + 1 + 1 + 1 + 1
 
 

@@ -5,9 +5,9 @@ then hands the missing items to the active executor in chunks and writes each ch
 outputs to the cache as it comes back. The executor decides where the engine runs:
 
 - ``local`` (the default): the engine in this process, chunk after chunk. No Ray needed.
-- ``ray``: the chunks run as tasks on a pool of Ray actors kept for the stage; each actor
+- ``ray``: the chunks run as tasks on a pool of Ray actors kept for the build; each actor
   rebuilds the engine from its plain settings (the engine class and its config) and loads
-  the model once. See :mod:`refuseu.executors.ray_exec`.
+  the model once per stage. See :mod:`refuseu.executors.ray_exec`.
 
 Either way the driver owns the caches and matches every output back to its item by key
 (the chunk's start offset), never by arrival order, so the release is the same bytes.

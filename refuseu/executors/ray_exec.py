@@ -9,10 +9,11 @@ holding the engine with its model loaded.
   when the first chunk for a setting (e.g. a language pair) arrives, then keeps it.
   ``num_gpus`` per actor (default 1 when the cluster has GPUs: one actor per GPU), else a CPU
   pool of ``num_cpus`` each.
-- The pool is kept from one call to the next while the engine is the same: a streamed build
-  calls once per chunk of rows and language, and the model loads once per actor for the
-  whole stage, not once per call. A call for another engine (the next stage) or
-  :meth:`RayExecutor.close` ends the pool, so its GPUs are free for the next one.
+- The actors are kept for the whole build: a streamed build calls once per chunk of rows and
+  language, and a model loads once per actor for the whole stage, not once per call. A chunk
+  for another engine (the next stage) makes the actor drop the engine it holds and its model
+  (freeing its GPU) before it builds the next one, so the worker processes and their imports
+  are paid once per build.
 - Pool size: ``executor.concurrency``, else the cluster's GPUs (or CPUs) divided by what
   one actor takes; actors start as a call has chunks for them.
 - Outputs stream back to the driver as chunks finish; the caller writes each to the item
@@ -21,7 +22,8 @@ holding the engine with its model loaded.
   (``max_task_retries``).
 
 (Ray Data's ``map_batches`` starts an actor pool per dataset, and so per call: with a streamed
-build that is one model load per chunk of rows and language. Ray's actors are used directly.)
+build that is one process start and model load per chunk of rows and language. Ray's actors
+are used directly.)
 """
 
 from __future__ import annotations
@@ -53,23 +55,41 @@ def _import_ray():
 
 
 class EngineActor:
-    """A pool member: builds the engine once, loads its model for the settings a chunk
-    comes with (once per setting), and runs chunks through it."""
+    """A pool member: a worker process that holds one engine at a time. It builds the engine a
+    chunk names (once), loads its model for the settings the chunk comes with (once per setting),
+    and runs chunks through it; a chunk for another engine (the next stage) drops this one and
+    its model first, so the process, its imports and its GPU serve the whole build."""
 
-    def __init__(self, spec, call):
+    def __init__(self):
+        self.key: str | None = None
+        self.engine = None
+        self.call = None
+        self.loaded: set[str] = set()
+        self.error = None
+
+    def _use(self, key: str, engine: tuple) -> None:
+        if key == self.key:
+            return
+        import gc
+
         from refuseu.errors import RefuseuError
 
-        self.call = call
-        self.loaded: set[str] = set()
-        self.error: RefuseuError | None = None
+        self.engine = None  # the previous engine and its model go before the next one loads
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        spec, self.call = engine
+        self.key, self.loaded, self.error = key, set(), None
         try:
             self.engine = spec.build()
         except RefuseuError as e:  # reported with the first chunk
             self.error = e
 
-    def run(self, start: int, payload: str, kwargs: str) -> tuple[int, str]:
+    def run(self, key: str, engine: tuple, start: int, payload: str, kwargs: str) -> tuple[int, str]:
         from refuseu.errors import RefuseuError
 
+        self._use(key, engine)
         settings = json.loads(kwargs)
         if self.error is None:
             try:
@@ -94,7 +114,7 @@ class RayExecutor:
         self.ray = _import_ray()
         self._started = False
         self.computed_remote = 0  # chunks that came back from the pool (for tests and reports)
-        self._pool: tuple[str, list] | None = None  # (engine key, actors), kept across calls
+        self._actors: list = []  # the pool, kept across calls and stages
         if not self.ray.is_initialized():
             addr = address or config.address or os.environ.get("RAY_ADDRESS") or None
             _check_reachable(addr)
@@ -123,37 +143,27 @@ class RayExecutor:
         return max(1, n), per_gpu
 
     # the pool ---------------------------------------------------------------------
-    def _pool_for(self, spec, call, wanted: int) -> list:
-        """The actors for ``spec``/``call``, started up to ``wanted`` (and the pool's size);
-        a pool for another engine is ended first."""
-        import ray.cloudpickle
-
-        key = hashlib.sha256(ray.cloudpickle.dumps((spec, call))).hexdigest()
-        if self._pool is not None and self._pool[0] != key:
-            self._end_pool()
-        if self._pool is None:
-            self._pool = (key, [])
-        actors = self._pool[1]
+    def _pool(self, wanted: int) -> list:
+        """The pool's actors, started up to ``wanted`` (and the pool's size)."""
         size, per_gpu = self.resources()
-        if len(actors) < min(size, wanted):
+        if len(self._actors) < min(size, wanted):
             options = {"num_cpus": self.config.num_cpus, "num_gpus": per_gpu,
                        "max_restarts": self.config.max_restarts, "max_task_retries": self.config.max_task_retries}
             env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
             if env:
                 options["runtime_env"] = {"env_vars": env}
             remote = self.ray.remote(EngineActor).options(**options)
-            while len(actors) < min(size, wanted):
-                actors.append(remote.remote(spec, call))
-        return actors[:max(1, min(len(actors), wanted))]
+            while len(self._actors) < min(size, wanted):
+                self._actors.append(remote.remote())
+        return self._actors[:max(1, min(len(self._actors), wanted))]
 
     def _end_pool(self) -> None:
-        if self._pool is not None:
-            for actor in self._pool[1]:
-                try:
-                    self.ray.kill(actor)
-                except Exception:  # noqa: BLE001 - gone already
-                    pass
-            self._pool = None
+        for actor in self._actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+        self._actors = []
 
     # work -------------------------------------------------------------------------
     def map_chunks(self, engine, items: list, *, call, chunk: int, **kwargs) -> Iterator[tuple[int, list]]:
@@ -167,7 +177,12 @@ class RayExecutor:
         ray = self.ray
         starts = list(range(0, len(items), chunk))
         settings = json.dumps(kwargs, sort_keys=True)
-        actors = self._pool_for(spec, call, len(starts))
+        actors = self._pool(len(starts))
+        from ray import cloudpickle
+
+        # The engine's settings go to the object store once per call; every chunk names them.
+        key = hashlib.sha256(cloudpickle.dumps((spec, call))).hexdigest()
+        engine_ref = ray.put((spec, call))
         idle, pending, todo = list(actors), {}, iter(starts)
         finished = False
 
@@ -177,7 +192,8 @@ class RayExecutor:
                 if s is None:
                     return
                 actor = idle.pop()
-                ref = actor.run.remote(s, json.dumps(items[s:s + chunk], ensure_ascii=False), settings)
+                ref = actor.run.remote(key, engine_ref, s, json.dumps(items[s:s + chunk], ensure_ascii=False),
+                                       settings)
                 pending[ref] = actor
 
         seen: set[int] = set()
@@ -204,7 +220,7 @@ class RayExecutor:
         except ray.exceptions.RayError as e:
             raise _remote_error(e) from None
         finally:
-            if not finished:  # chunks may still be in flight: this pool is not reused
+            if not finished:  # chunks may still be in flight: these actors are not reused
                 self._end_pool()
         missing = len(starts) - len(seen)
         if missing:
