@@ -11,32 +11,10 @@ PAIR_COLUMNS = ("pair_id", "prompt_id", "group_id", "lang", "split", "kind", "ca
                 "prompt", "chosen", "rejected", "chosen_origin", "rejected_origin", "chosen_fallback", "origin", "engine",
                 "engine_revision", "qe_score", "qe_method", "lid_lang", "lid_score", "source")
 EVAL_SPLIT = "eval"
-#: Text columns that a light table replaces by their length and hash.
+#: Text columns that light rows (refuseu.release.inspect.ReleaseColumns) hold as length and hash.
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
-#: Per-row ids a light table leaves out (unique per row: no summary needs them).
+#: Per-row ids that light rows hold as a hash.
 ID_COLUMNS = ("pair_id", "prompt_id", "group_id")
-
-
-def light_table(df: pl.DataFrame) -> pl.DataFrame:
-    """A release table as the report page and ``inspect`` need it, in a fraction of the
-    memory: each of ``prompt``/``chosen``/``rejected`` becomes ``<col>_chars`` (UInt32, length
-    in characters) and ``<col>_hash`` (UInt64, equal texts give equal hashes), null where the
-    text is null; the per-row ids are left out; every other string column is Categorical
-    (cast to String before sorting by it: a Categorical's order is not its text's)."""
-    exprs = []
-    for col in df.columns:
-        if col in ID_COLUMNS:
-            continue
-        if col in TEXT_COLUMNS:
-            c = pl.col(col)
-            exprs.append(c.str.len_chars().cast(pl.UInt32).alias(f"{col}_chars"))
-            exprs.append(pl.when(c.is_null()).then(None).otherwise(c.hash(seed=0)).cast(pl.UInt64)
-                         .alias(f"{col}_hash"))
-        elif df.schema[col] == pl.String:
-            exprs.append(pl.col(col).cast(pl.Categorical))
-        else:
-            exprs.append(pl.col(col))
-    return df.select(exprs)
 
 
 def release_tables(pairs: pl.DataFrame, languages: list[str]) -> dict[tuple[str, str], pl.DataFrame]:
@@ -125,7 +103,6 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
     scratch = Path(tempfile.mkdtemp(prefix=".spill-", dir=root))
     writers: dict[tuple[str, str], ipc.RecordBatchFileWriter] = {}
     batches: dict[tuple[str, str], list[int]] = {}  # rows of each spilled record batch
-    counts: dict[tuple[str, str], int] = {}
     summaries: dict[tuple[str, str], TableSummary] = {}
     schema = None
     try:
@@ -133,7 +110,6 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
             for key, df in release_tables(chunk, languages).items():
                 if schema is None:
                     schema = df.schema
-                counts.setdefault(key, 0)
                 summaries.setdefault(key, TableSummary())
                 if not df.height:
                     continue
@@ -144,17 +120,16 @@ def stream_release(chunks, languages: list[str], root: Path, shard_rows: int, *,
                 for batch in table.to_batches():
                     writers[key].write_batch(batch)
                     batches[key].append(batch.num_rows)
-                counts[key] += df.height
                 summaries[key].add(df)
         if schema is None:  # no chunk at all: every (config, split) empty
             schema = pl.DataFrame(schema={c: pl.String for c in PAIR_COLUMNS}).schema
-            counts = {key: 0 for key in release_tables(pl.DataFrame(schema=schema), languages)}
-            summaries = {key: TableSummary() for key in counts}
+            summaries = {key: TableSummary() for key in release_tables(pl.DataFrame(schema=schema), languages)}
         for w in writers.values():
             w.close()
         names = {key: scratch / f"{i}.arrow" for i, key in enumerate(writers)}
         written: dict[str, list[str]] = {}
-        for key, n in counts.items():
+        for key, summary in summaries.items():
+            n = summary.height
             files = data_files(*key, n, shard_rows)
             reader = ipc.open_file(pa.OSFile(str(names[key]))) if key in names else None
             starts = np.concatenate([[0], np.cumsum(batches[key])]) if key in names else None

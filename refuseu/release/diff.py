@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from refuseu.errors import BuildError, InputError
-from refuseu.release.assemble import as_text
-from refuseu.release.inspect import load_release_rows, release_files
+from refuseu.release.inspect import ReleaseColumns, load_release_rows
 from refuseu.release.manifest import read_manifest
 from refuseu.release.verify import require_valid
 
@@ -18,7 +16,6 @@ COMPARE = ("prompt", "chosen", "rejected", "split", "category", "attack_style", 
            "rejected_origin", "qe_score", "lid_lang")
 #: Columns counted per value (old -> new).
 COUNTED = ("category", "attack_style", "origin", "chosen_origin", "rejected_origin")
-_BATCH_ROWS = 65_536
 
 
 def _diff_rows(root: Path) -> pl.DataFrame:
@@ -29,18 +26,14 @@ def _diff_rows(root: Path) -> pl.DataFrame:
     if not (root / "data").is_dir():
         load_release_rows(root)  # its message for a folder that is not a release
     frames = []
-    for f in release_files(root):
-        names = pq.read_schema(f).names
-        wanted = [c for c in ("pair_id", "prompt_id", *COMPARE) if c in names]
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS, columns=wanted):
-            df = as_text(pl.from_arrow(batch))
-            keep = [pl.col(c).cast(pl.Categorical) if df.schema[c] == pl.String else pl.col(c)
-                    for c in ("split", *COUNTED) if c in df.columns]
-            frames.append(df.select(
-                pl.lit(f.parent.name, dtype=pl.String).cast(pl.Categorical).alias("config"),
-                pl.lit(f.name.split("-")[0], dtype=pl.String).cast(pl.Categorical).alias("file_split"),
-                *(c for c in ("pair_id", "prompt_id") if c in df.columns), *keep,
-                *(pl.col(c).hash(seed=0).alias(f"{c}#") for c in COMPARE if c in df.columns)))
+    for config, file_split, df in ReleaseColumns(root).batches(("pair_id", "prompt_id", *COMPARE)):
+        keep = [pl.col(c).cast(pl.Categorical) if df.schema[c] == pl.String else pl.col(c)
+                for c in ("split", *COUNTED) if c in df.columns]
+        frames.append(df.select(
+            pl.lit(config, dtype=pl.String).cast(pl.Categorical).alias("config"),
+            pl.lit(file_split, dtype=pl.String).cast(pl.Categorical).alias("file_split"),
+            *(c for c in ("pair_id", "prompt_id") if c in df.columns), *keep,
+            *(pl.col(c).hash(seed=0).alias(f"{c}#") for c in COMPARE if c in df.columns)))
     if not frames:
         return pl.DataFrame()
     return pl.concat(frames, how="diagonal_relaxed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -44,8 +45,8 @@ def light_release_rows(release: str | Path, *, columns: list[str] | tuple[str, .
                        include: str = "all") -> pl.DataFrame:
     """Rows of a release folder as light rows, read one file at a time and only ``columns``
     (every column when None; a column a file lacks is left out): texts become
-    ``<col>_chars``/``<col>_hash`` as in :func:`~refuseu.release.assemble.light_table`, the ids
-    ``<id>_hash`` (UInt64, null where the id is), other strings Categorical; ``config`` and
+    ``<col>_chars`` (UInt32, length in characters) and ``<col>_hash`` (UInt64, equal texts give
+    equal hashes, null where the text is), the ids ``<id>_hash`` (UInt64, null where the id is), other strings Categorical; ``config`` and
     ``file_split`` (``train``/``test``/``eval``, from the file's name) are added. Row order is
     :func:`load_release_rows`'s. ``include`` as in :func:`release_files`."""
     rows = ReleaseColumns(release, include=include)
@@ -71,13 +72,14 @@ class ReleaseColumns:
 
     def __init__(self, release: str | Path, *, include: str = "all") -> None:
         self.files = release_files(release, include=include)
-        names: dict[str, None] = {}
+        self._names: dict[Path, list[str]] = {}  # each file's columns, read once
         self.height = 0
         for f in self.files:
-            names.update(dict.fromkeys(pq.read_schema(f).names))
-            self.height += pq.read_metadata(f).num_rows
+            meta = pq.read_metadata(f)
+            self._names[f] = meta.schema.to_arrow_schema().names
+            self.height += meta.num_rows
         derived = []
-        for c in names:
+        for c in dict.fromkeys(c for names in self._names.values() for c in names):
             if c in ID_COLUMNS:
                 derived.append(f"{c}_hash")
             elif c in TEXT_COLUMNS:
@@ -98,19 +100,25 @@ class ReleaseColumns:
         """Those of ``cols`` the release has, over all its rows in file order (only the files of
         ``split`` -- ``train``, ``test`` or ``eval`` -- when given)."""
         cols = tuple(c for c in cols if c in self.columns)
-        frames = []
-        for f in self.files:
-            if split is not None and f.name.split("-")[0] != split:
-                continue
-            names = pq.read_schema(f).names
-            wanted = list(dict.fromkeys(self._source(c) for c in cols if self._source(c) in names)) or names[:1]
-            config, file_split = f.parent.name, f.name.split("-")[0]
-            # In record batches: a text column is held a batch at a time, not a whole file's.
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS, columns=wanted):
-                frames.append(self._derive(as_text(pl.from_arrow(batch)), cols, config, file_split))
+        frames = [self._derive(df, cols, config, file_split)
+                  for config, file_split, df in self.batches([self._source(c) for c in cols], split=split)]
         if not frames:
             return pl.DataFrame(schema={c: pl.String for c in cols})
         return pl.concat(frames, how="diagonal_relaxed")
+
+    def batches(self, columns, *, split: str | None = None) -> Iterator[tuple[str, str, pl.DataFrame]]:
+        """(config, file split, rows) of each record batch of the files (of ``split`` when given),
+        with those of the released ``columns`` a file has (at least one, for the row count);
+        a conversational file's texts read as text. A text column is held a batch at a time,
+        not a whole file's."""
+        for f in self.files:
+            file_split = f.name.split("-")[0]
+            if split is not None and file_split != split:
+                continue
+            names = self._names[f]
+            wanted = [c for c in dict.fromkeys(columns) if c in names] or names[:1]
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS, columns=wanted):
+                yield f.parent.name, file_split, as_text(pl.from_arrow(batch))
 
     def _derive(self, df: pl.DataFrame, cols: tuple[str, ...], config: str, split: str) -> pl.DataFrame:
         exprs = []

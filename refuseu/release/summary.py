@@ -35,7 +35,7 @@ SUM_COLUMNS = ("n", "chosen_chars", "chosen_texts", "rejected_chars", "rejected_
 @dataclass
 class TableSummary:
     columns: tuple[str, ...] = ()
-    counts: pl.DataFrame = field(default_factory=lambda: _empty_counts(()))
+    counts: pl.DataFrame = field(default_factory=lambda: _empty_counts())
     texts: pl.DataFrame = field(default_factory=lambda: _empty_texts())
 
     @property
@@ -66,7 +66,7 @@ class TableSummary:
         aggs.append((pl.col("lid_score").is_not_null().sum().cast(pl.Int64) if "lid_score" in df.columns
                      else pl.lit(0, pl.Int64)).alias("lid_scored"))
         counts = (df.group_by(keys, maintain_order=True).agg(aggs) if keys
-                  else df.select(aggs) if df.height else _empty_counts(()))
+                  else df.select(aggs) if df.height else _empty_counts())
         counts = counts.with_columns(pl.col(k).cast(pl.String) for k in keys)
         self.counts = _merge_counts(self.counts, counts)
         parts = []
@@ -90,8 +90,8 @@ class TableSummary:
         return out
 
 
-def _empty_counts(keys) -> pl.DataFrame:
-    return pl.DataFrame(schema={**{k: pl.String for k in keys}, **{c: pl.Int64 for c in SUM_COLUMNS}})
+def _empty_counts() -> pl.DataFrame:
+    return pl.DataFrame(schema={c: pl.Int64 for c in SUM_COLUMNS})
 
 
 def _empty_texts() -> pl.DataFrame:

@@ -104,8 +104,8 @@ def tiny_train_pairs(pairs: pl.DataFrame, cfg: "ValidateConfig") -> pl.DataFrame
     return answer_openings(pairs, cfg.tiny_answer_sentences)
 
 
-def load_pairs(release: Path, langs: list[str], split: str) -> pl.DataFrame:
-    rows = load_release_rows(release)
+def load_pairs(rows: pl.DataFrame, langs: list[str], split: str) -> pl.DataFrame:
+    """The pairs of ``langs`` in ``split`` of a release's rows (:func:`load_release_rows`)."""
     return rows.filter(pl.col("config").is_in([f"lang_{lang}" for lang in langs]) & (pl.col("file_split") == split)
                        & pl.col("chosen").is_not_null() & pl.col("rejected").is_not_null())
 
@@ -291,7 +291,7 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     train_langs = [lang for lang in parse_langs(cfg.train_langs) if lang in manifest["languages"]]
     eval_langs = [lang for lang in parse_langs(cfg.eval_langs) if lang in manifest["languages"]]
     rows = load_release_rows(root)
-    train = load_pairs(root, train_langs, "train")
+    train = load_pairs(rows, train_langs, "train")
     if train.height == 0:
         raise InputError("the release has no train pairs in the chosen languages", file=str(root), field="--train-langs")
     out = Path(cfg.out)
@@ -303,7 +303,7 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     if train.height == 0:
         raise InputError("the release has no harmful train pairs in the chosen languages", file=str(root),
                          field="--train-langs")
-    test = load_pairs(root, eval_langs, "test")
+    test = load_pairs(rows, eval_langs, "test")
     ev = rows.filter((pl.col("config") == "evaluation") & pl.col("lang").is_in(eval_langs))
     if cfg.eval_limit:
         ev = ev.group_by("lang", "kind", maintain_order=True).head(cfg.eval_limit)
@@ -348,7 +348,7 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
         transfer = {}
         transfer_langs = {}
         transfer_steps = {}
-        en = shape(load_pairs(root, ["en"], "train")) if "en" in manifest["languages"] else None
+        en = shape(load_pairs(rows, ["en"], "train")) if "en" in manifest["languages"] else None
         if en is not None and en.height and train_langs != ["en"]:
             # The tiny model makes as many passes over the English pairs as the main run makes over
             # all of its own: all the steps on one language's hundred pairs would have it learn
