@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from refuseu import __version__
+from refuseu import __version__, executors
 from refuseu.config import Recipe, recipe_dump
 from refuseu.errors import BuildError, ReleaseDamagedError, ReleaseExistsError
 from refuseu.faults import checkpoint
@@ -126,8 +126,6 @@ def build(recipe: Recipe, *, reporter: Reporter | None = None, repair: bool = Fa
     made by this very build). Raises :class:`ReleaseExistsError` when that version exists
     with other content.
     """
-    from refuseu import executors
-
     reporter = reporter or Reporter(quiet=True)
     with build_lock(recipe.build_dir, timeout=lock_timeout, reporter=reporter), executors.use(recipe.executor):
         return _build(recipe, reporter=reporter, repair=repair)
@@ -181,6 +179,9 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
 
     result = pipeline.run()
     summary.stages_run = result.stages_run
+    hint = executors.idle_gpus_hint()
+    if hint:
+        reporter.info(hint)
     if result.height == 0:
         reasons = [(f"{stage}/{reason}", n) for stage, per in reject_counts(result.funnel).items()
                    for reason, n in per.items()]

@@ -310,3 +310,28 @@ def test_an_unreachable_cluster_fails_fast_with_one_line():
     with pytest.raises(BuildError, match="no Ray cluster answers at 127.0.0.1:1"):
         _check_reachable("127.0.0.1:1", timeout=5)
     _check_reachable(None)  # no address: Ray starts a local cluster
+
+
+def test_several_gpus_on_one_node_get_one_actor_each(ray_cluster, monkeypatch):
+    """Multi-GPU on one node goes through the executor: one actor per GPU (a GPU each), or
+    what executor.concurrency / num_gpus say; a CPU-only cluster gets a CPU pool."""
+    from refuseu.executors.ray_exec import RayExecutor
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 4.0})
+    assert RayExecutor(ExecutorConfig(kind="ray")).resources() == (4, 1.0)
+    assert RayExecutor(ExecutorConfig(kind="ray", num_gpus=0.5)).resources() == (8, 0.5)
+    assert RayExecutor(ExecutorConfig(kind="ray", concurrency=2)).resources() == (2, 1.0)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
+    assert RayExecutor(ExecutorConfig(kind="ray", num_cpus=4)).resources() == (4, 0.0)
+
+
+def test_a_local_build_on_several_gpus_names_the_ray_executor(ray_cluster, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    hint = executors.idle_gpus_hint()
+    assert hint and hint.startswith("4 GPUs are visible") and "--executor ray" in hint
+    with executors.use(ExecutorConfig(kind="ray")):  # (joins the test's cluster)
+        assert executors.idle_gpus_hint() is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert executors.idle_gpus_hint() is None

@@ -54,7 +54,7 @@ def test_target_language_token_routing(tiny_models, family, monkeypatch):
     expected = {"de": tok.convert_tokens_to_ids("deu_Latn") if family == "nllb" else tok.get_lang_id("de"),
                 "sl": tok.convert_tokens_to_ids("slv_Latn") if family == "nllb" else tok.get_lang_id("sl")}
     seen = []
-    model = loaded.replicas[0]
+    model = loaded.model
     orig = model.generate
 
     def spy(*a, **kw):
@@ -180,7 +180,7 @@ def test_back_translation_round_trip_is_cached(tiny_models, tmp_path):
     back = back_translate(ct, de, lang="de")
     assert len(back) == len(TEXTS) and all(isinstance(b, str) for b in back)
     seen = []
-    model = ct.engine.load(str(tiny_models["nllb"])).replicas[0]
+    model = ct.engine.load(str(tiny_models["nllb"])).model
     orig = model.generate
     model.generate = lambda *a, **kw: seen.append(kw["forced_bos_token_id"]) or orig(*a, **kw)
     ct2 = CachedTranslator(engine(tiny_models["nllb"]), ItemCache(tmp_path / "i.sqlite"))
@@ -255,7 +255,7 @@ def test_t5_madlad_style_target_tag(tmp_path):
     loaded = e.load(str(path))
     assert loaded.family == "t5"
     seen = []
-    model = loaded.replicas[0]
+    model = loaded.model
     orig = model.generate
     model.generate = lambda *a, **kw: seen.append(kw["input_ids"][0].tolist()) or orig(*a, **kw)
     out = e.translate(["How do I get into the building?"], src="en", tgt="lv")

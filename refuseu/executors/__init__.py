@@ -18,6 +18,7 @@ model stages run inside the block.
 
 from __future__ import annotations
 
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -118,6 +119,22 @@ def make_executor(config: ExecutorConfig | None = None):
     return LocalExecutor()
 
 
+def idle_gpus_hint() -> str | None:
+    """A line for the user when a build ran its models on the local executor and this node
+    has more GPUs than a local model uses (one). Asks torch only when a stage loaded it."""
+    torch = sys.modules.get("torch")
+    if torch is None or current().name != "local":
+        return None
+    try:
+        n = int(torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - no usable CUDA: nothing to say
+        return None
+    if n < 2:
+        return None
+    return (f"{n} GPUs are visible and the local executor runs each model on one of them; "
+            f"`--executor ray` (pip install 'refuseu[ray]') runs one actor per GPU for every model stage")
+
+
 @contextmanager
 def use(config: ExecutorConfig | None):
     """Make the executor for ``config`` active inside the block (process-wide: stages may
@@ -133,4 +150,5 @@ def use(config: ExecutorConfig | None):
         executor.close()
 
 
-__all__ = ["CHUNK_POINT", "EngineCall", "EngineSpec", "Executor", "current", "engine_spec", "make_executor", "use"]
+__all__ = ["CHUNK_POINT", "EngineCall", "EngineSpec", "Executor", "current", "engine_spec", "idle_gpus_hint",
+           "make_executor", "use"]

@@ -4,6 +4,11 @@ language pair) and MADLAD/T5-style models (target tag ``<2xx>`` in the source).
 Inputs are tokenized once, long ones split into sentences, sorted by length and cut
 into token-budget batches (padded tokens, not a fixed number of sentences); outputs
 are restored to input order.
+
+One model on one device: several GPUs on a node are used through the executor
+(``--executor ray`` starts one actor per GPU, each with its own engine), which covers
+every model stage, not only translation, and keeps each process's Python overhead off
+the others' GPUs.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class _Loaded:
     revision: str
     family: str          # nllb | m2m100 | marian | t5
     tokenizer: object
-    replicas: list       # one model per device
+    model: object
 
 
 def model_family(config, tokenizer) -> str:
@@ -123,7 +128,7 @@ class HFTranslator:
     def covers(self, lang: str) -> bool:
         return lang in LANGUAGES
 
-    def _devices(self) -> list[str]:
+    def _device(self) -> str:
         import torch
 
         want = self.config.device
@@ -131,8 +136,8 @@ class HFTranslator:
             if not torch.cuda.is_available():
                 raise BuildError("translate.device is cuda but no CUDA device is visible",
                                  hint="use device: auto or cpu")
-            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        return ["cpu"]
+            return "cuda"  # the current device: the one GPU Ray gives an actor, else the first
+        return "cpu"
 
     def _dtype(self, device: str):
         import torch
@@ -155,17 +160,15 @@ class HFTranslator:
             try:
                 tok = AutoTokenizer.from_pretrained(folder)
                 config = AutoConfig.from_pretrained(folder)
-                replicas = []
-                for dev in self._devices():
-                    m = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=self._dtype(dev))
-                    replicas.append(m.to(dev).eval())
+                device = self._device()
+                model = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=self._dtype(device)).to(device).eval()
             except (OSError, ValueError) as e:
                 raise ModelUnavailableError(f"could not load translation model '{model_id}' from {folder}: {e}",
                                             hint="re-download it with `refuseu models pull`") from None
-            if self.config.device != "cuda" and replicas[0].device.type == "cpu":
+            if model.device.type == "cpu":
                 import os
                 torch.set_num_threads(max(1, os.cpu_count() or 1))
-            loaded = _Loaded(model_id, revision, model_family(config, tok), tok, replicas)
+            loaded = _Loaded(model_id, revision, model_family(config, tok), tok, model)
             if len(self._loaded) >= 2 and self.default_model == "marian":  # one model per pair: keep memory flat
                 self._loaded.pop(next(iter(self._loaded)))
             self._loaded[model_id] = loaded
@@ -227,14 +230,15 @@ class HFTranslator:
             drop.add(forced)
         # Larger batches pay off on a GPU (NLLB-600M on an H200: 3,358 tokens/s at 8,192 tokens
         # per batch, 8,634 at 32,768); on a CPU 4,096 is near the best.
-        on_gpu = loaded.replicas[0].device.type == "cuda"
+        model = loaded.model
+        on_gpu = model.device.type == "cuda"
         budget = cfg.batch_tokens or (32768 if on_gpu else 4096)
         max_size = cfg.max_batch_size or (1024 if on_gpu else 256)
         batches = token_batches([len(x) for x in ids], budget=budget, max_size=max_size)
         results: list[str | None] = [None] * len(ids)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
 
-        def run(batch: list[int], model) -> None:
+        def run(batch: list[int]) -> None:
             width = max(len(ids[i]) for i in batch)
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -259,17 +263,6 @@ class HFTranslator:
                 toks = [t for t in gen[r].tolist() if t not in drop]
                 results[i] = tok.decode(toks, skip_special_tokens=True).strip()
 
-        replicas = loaded.replicas
-        if len(replicas) == 1:
-            for b in batches:
-                run(b, replicas[0])
-        else:  # data parallel over GPUs: one thread per device, batches dealt round-robin
-            def worker(k: int) -> None:
-                for b in batches[k::len(replicas)]:
-                    run(b, replicas[k])
-            threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(replicas))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+        for b in batches:
+            run(b)
         return results  # type: ignore[return-value]
