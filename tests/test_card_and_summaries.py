@@ -377,3 +377,26 @@ def test_release_columns_read_every_file_and_split(seed_release):
     pairs = ReleaseColumns(root, include="pairs")
     assert pairs.height == sum(n for k, n in manifest["counts"].items() if k.startswith("lang_"))
     assert pairs.select("lang").height == pairs.height
+
+
+def test_distinct_texts_are_counted_exactly_across_chunks():
+    """The distinct-text sets merge chunks into a sorted array as they grow: the count stays
+    exact past the merge points, and a null text counts once."""
+    import numpy as np
+
+    from refuseu.release.summary import HashSet, TableSummary
+
+    rng = np.random.default_rng(3)
+    hs, seen = HashSet(), []
+    for size in (10, 70_000, 5, 140_000, 1):
+        part = rng.integers(0, 200_000, size).astype(np.uint64)
+        hs.add(part)
+        seen.append(part)
+    assert len(hs) == len(np.unique(np.concatenate(seen)))
+    hs.add(np.empty(0, dtype=np.uint64), null=True)
+    assert len(hs) == len(np.unique(np.concatenate(seen))) + 1
+    df = pl.DataFrame({"lang": ["en", "en", "de", "en"], "kind": ["harmful"] * 3 + ["benign"],
+                       "chosen": ["a", "a", "a", None], "rejected": ["x", "y", "x", "x"]})
+    s = TableSummary.of(df)
+    assert s.distinct("chosen", lang="en", kind="harmful") == 1 and s.distinct("rejected", lang="en") == 2
+    assert s.distinct("chosen", kind="benign") == 1 and s.distinct("chosen") == 2  # (a null once)

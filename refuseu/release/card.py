@@ -261,12 +261,10 @@ def render_card(*, name: str, version: str, signature: str, languages: list[str]
     if pairs.height and "chosen" in pairs.columns:
         harmful = pairs.counts.filter(pl.col("kind") == "harmful")
         langs = pairs.counts["lang"].unique(maintain_order=True).to_list()
-        texts = pairs.texts.filter(pl.col("kind") == "harmful").unique()
         for lang in langs:
             h = harmful.filter(pl.col("lang") == lang)
             benign = total(pairs.counts.filter((pl.col("lang") == lang) & (pl.col("kind") == "benign")))
-            distinct = {col: texts.filter((pl.col("lang") == lang) & (pl.col("column") == col)).height
-                        for col in ("chosen", "rejected")}
+            distinct = {col: pairs.distinct(col, lang=lang, kind="harmful") for col in ("chosen", "rejected")}
             mean = {col: (int(h[f"{col}_chars"].sum()) / int(h[f"{col}_texts"].sum())
                           if h.height and int(h[f"{col}_texts"].sum()) else None) for col in ("chosen", "rejected")}
             response_rows.append([f"`{lang}`", benign, distinct["chosen"], distinct["rejected"],

@@ -6,9 +6,9 @@ A :class:`TableSummary` holds, for one (config, split):
 - ``counts``: rows per combination of the low-cardinality columns (:data:`GROUP_COLUMNS`), with
   the summed lengths of ``chosen``/``rejected`` and how many rows have each text (for means) and
   a language-ID score (for the provenance line);
-- ``texts``: the distinct ``chosen``/``rejected`` texts per (language, kind), by hash (for the
-  "distinct chosen/rejected" figures). This is the one part that grows, with the number of
-  distinct texts (not rows);
+- the distinct ``chosen``/``rejected`` texts per (language, kind), as sorted arrays of 64-bit
+  hashes (for the "distinct chosen/rejected" figures; :meth:`TableSummary.distinct`). This is
+  the one part that grows, by 8 bytes a distinct text (not a row);
 - ``columns``: the released columns present.
 
 A summary made from one whole table and one merged from the same rows cut in chunks are equal
@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import numpy as np
 import polars as pl
 
 #: Columns the card and its figures count rows by (few distinct values each).
@@ -32,11 +33,45 @@ RESPONSE_COLUMNS = ("chosen", "rejected")
 SUM_COLUMNS = ("n", "chosen_chars", "chosen_texts", "rejected_chars", "rejected_texts", "lid_scored")
 
 
+class HashSet:
+    """Distinct 64-bit hashes (and whether a null was seen): chunks are added as they come and
+    merged into one sorted array when they outgrow it, so adding n hashes costs O(n log n)."""
+
+    def __init__(self):
+        self.sorted = np.empty(0, dtype=np.uint64)
+        self.parts: list[np.ndarray] = []
+        self.pending = 0
+        self.null = False
+
+    def add(self, hashes: np.ndarray, *, null: bool = False) -> None:
+        self.null |= null
+        if len(hashes):
+            self.parts.append(hashes)
+            self.pending += len(hashes)
+            if self.pending > max(len(self.sorted), 1 << 16):
+                self.values()
+
+    def update(self, other: "HashSet") -> None:
+        self.add(other.values(), null=other.null)
+
+    def values(self) -> np.ndarray:
+        """The distinct hashes, sorted."""
+        if self.parts:
+            self.sorted = np.unique(np.concatenate([self.sorted, *self.parts]))
+            self.parts, self.pending = [], 0
+        return self.sorted
+
+    def __len__(self) -> int:
+        """Distinct values, a null counting as one."""
+        return len(self.values()) + int(self.null)
+
+
 @dataclass
 class TableSummary:
     columns: tuple[str, ...] = ()
     counts: pl.DataFrame = field(default_factory=lambda: _empty_counts())
-    texts: pl.DataFrame = field(default_factory=lambda: _empty_texts())
+    #: (lang, kind, column) -> the distinct texts of that column in those rows
+    hashes: dict[tuple[str, str, str], HashSet] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -69,16 +104,37 @@ class TableSummary:
                   else df.select(aggs) if df.height else _empty_counts())
         counts = counts.with_columns(pl.col(k).cast(pl.String) for k in keys)
         self.counts = _merge_counts(self.counts, counts)
-        parts = []
+        if not {"lang", "kind"} <= set(df.columns):
+            return
         for col in RESPONSE_COLUMNS:
-            if col in df.columns and df.schema[col] != pl.Null and {"lang", "kind"} <= set(df.columns):
-                c = pl.col(col)
-                parts.append(df.select(pl.col("lang").cast(pl.String), pl.col("kind").cast(pl.String),
-                                       pl.lit(col).alias("column"),
-                                       pl.when(c.is_null()).then(None).otherwise(c.hash(seed=0)).cast(pl.UInt64)
-                                       .alias("hash")).unique(maintain_order=True))
-        if parts:
-            self.texts = pl.concat([self.texts, *parts], how="vertical_relaxed").unique(maintain_order=True)
+            if col not in df.columns or df.schema[col] == pl.Null:
+                continue
+            part = df.select(pl.col("lang").cast(pl.String), pl.col("kind").cast(pl.String),
+                             pl.col(col).hash(seed=0).alias("hash"), pl.col(col).is_null().alias("null"))
+            for (lang, kind), rows in part.partition_by("lang", "kind", as_dict=True).items():
+                hashes = rows.filter(~pl.col("null")).get_column("hash").unique().to_numpy()
+                self.hashes.setdefault((lang, kind, col), HashSet()).add(hashes, null=bool(rows["null"].any()))
+
+    def distinct(self, column: str, **equal) -> int:
+        """Distinct texts of ``column`` in the rows whose ``lang``/``kind`` equal the given values."""
+        merged = HashSet()
+        for (lang, kind, col), hs in self.hashes.items():
+            if col == column and equal.get("lang", lang) == lang and equal.get("kind", kind) == kind:
+                merged.update(hs)
+        return len(merged)
+
+    @property
+    def texts(self) -> pl.DataFrame:
+        """The distinct texts as rows (lang, kind, column, hash; a null hash for a null text)."""
+        frames = [_empty_texts()]
+        for (lang, kind, col), hs in sorted(self.hashes.items(), key=lambda kv: [k or "" for k in kv[0]]):
+            values = pl.Series("hash", hs.values(), dtype=pl.UInt64)
+            if hs.null:
+                values = values.append(pl.Series("hash", [None], dtype=pl.UInt64))
+            frames.append(pl.DataFrame({"hash": values}).select(
+                pl.lit(lang, pl.String).alias("lang"), pl.lit(kind, pl.String).alias("kind"),
+                pl.lit(col, pl.String).alias("column"), "hash"))
+        return pl.concat(frames)
 
     def where(self, **equal) -> pl.DataFrame:
         """The count rows whose columns equal the given values."""
@@ -122,5 +178,7 @@ def combined(summaries: Iterable[TableSummary]) -> TableSummary:
     out.columns = tuple(dict.fromkeys(c for s in summaries for c in s.columns))
     if summaries:  # (empty ones too: their columns say what the tables have)
         out.counts = pl.concat([s.counts for s in summaries], how="diagonal_relaxed")
-        out.texts = pl.concat([s.texts for s in summaries], how="vertical_relaxed")
+        for s in summaries:
+            for key, hs in s.hashes.items():
+                out.hashes.setdefault(key, HashSet()).update(hs)
     return out
