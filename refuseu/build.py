@@ -211,6 +211,10 @@ def _build(recipe: Recipe, *, reporter: Reporter, repair: bool) -> BuildSummary:
                         fmt=recipe.release.format, figures=figures), encoding="utf-8")
         checkpoint("release:card")
         counts = {f"{c}/{s}": df.height for (c, s), df in tables.items()}
+        if not any(n for k, n in counts.items() if not k.startswith("evaluation/")):
+            reporter.warn("the release holds no DPO pairs, only evaluation prompts: harmful prompts become pairs, "
+                          "benign ones only with an answer (respond.helpful_generator or "
+                          "respond.reference_answers)")
         summary.counts, summary.rejected = counts, rejects.height
         summary.rejected_by = reject_counts(result.funnel)
         summary.by_language = table_language_counts(tables, languages)

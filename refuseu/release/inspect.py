@@ -25,7 +25,7 @@ def load_release_rows(release: str | Path) -> pl.DataFrame:
                          hint="give a folder made by 'refuseu build' (releases/<name>-v<version>)")
     frames = []
     for f in sorted((root / "data").glob("*/*.parquet")):
-        df = as_text(pl.read_parquet(f))  # a conversational release reads as text too
+        df = as_text(pl.read_parquet(f, glob=False))  # a conversational release reads as text too
         frames.append(df.with_columns(config=pl.lit(f.parent.name), file_split=pl.lit(f.name.split("-")[0])))
     if not frames:
         return pl.DataFrame()
@@ -168,8 +168,12 @@ def inspect_release(release: str | Path) -> dict:
             out.setdefault(f"{key[0]}/{key[1]}", {})[" / ".join(str(k) for k in key[2:]) or "rows"] = n
         return out
 
-    eval_only = ev.select((pl.col("pair_id_hash").is_null()
-                           | ~pl.col("pair_id_hash").is_in(pairs["pair_id_hash"].drop_nulls().implode())).sum()).item()
+    if ev.height == 0 or pairs.height == 0:  # (an empty side's columns may have another type)
+        eval_only = ev.height
+    else:
+        eval_only = ev.select((pl.col("pair_id_hash").is_null()
+                               | ~pl.col("pair_id_hash").is_in(pairs["pair_id_hash"].drop_nulls().implode()))
+                              .sum()).item()
     train, test = ((pairs["file_split"] == split).sum() for split in ("train", "test"))
     totals = {"pairs": pairs.height, "train": train, "test": test, "eval": ev.height,
               "eval_only": eval_only, "distinct": pairs.height + eval_only}
@@ -224,8 +228,8 @@ def response_table(responses: dict, *, indent: str = "  ") -> list[str]:
 def language_counts(release: str | Path, languages: list[str] | None = None) -> dict:
     """lang -> {"train", "test", "eval"}: rows of ``lang_xx`` train/test and of ``evaluation``."""
     files = sorted((Path(release) / "data").glob("*/*.parquet"))
-    return _tally(((f.parent.name, f.name.split("-")[0], pl.read_parquet(f, columns=["lang"])) for f in files),
-                  languages)
+    return _tally(((f.parent.name, f.name.split("-")[0], pl.read_parquet(f, columns=["lang"], glob=False))
+                   for f in files), languages)
 
 
 def table_language_counts(tables: dict, languages: list[str]) -> dict:

@@ -165,7 +165,7 @@ def _english_prompts(root: Path, prompt_ids: set[str]) -> dict[str, str]:
         names = pq.read_schema(f).names
         if not {"origin", "prompt_id", "prompt"} <= set(names):
             continue
-        found = (pl.scan_parquet(f).select("prompt_id", "prompt", "origin")
+        found = (pl.scan_parquet(f, glob=False).select("prompt_id", "prompt", "origin")
                  .filter((pl.col("origin") == "source") & pl.col("prompt_id").is_in(ids.implode())).collect())
         for pid, text in as_text(found).select("prompt_id", "prompt").iter_rows():
             english.setdefault(pid, text)
@@ -394,20 +394,24 @@ def _sample_rows(root: Path, languages: list[str]) -> dict[str, list[dict]]:
         names = pq.read_schema(f).names
         if "pair_id" not in names or "lang" not in names:
             continue
-        ids = (pl.read_parquet(f, columns=["pair_id", "lang"])
+        ids = (pl.read_parquet(f, columns=["pair_id", "lang"], glob=False)
                .filter(pl.col("lang").is_in(languages)).sort("pair_id")
                .group_by("lang", maintain_order=True).head(SAMPLE_ROWS))
         picks.append(ids.with_columns(__file=pl.lit(i, dtype=pl.UInt32)))
     if not picks:
         return {}
-    picks = pl.concat(picks).sort("pair_id").group_by("lang", maintain_order=True).head(SAMPLE_ROWS)
+    picks = (pl.concat(picks, how="vertical_relaxed").sort("pair_id")
+             .group_by("lang", maintain_order=True).head(SAMPLE_ROWS))
+    if picks.height == 0:
+        return {}
     texts = []
     for i, part in picks.partition_by("__file", as_dict=True).items():
         f = files[i[0]]
         names = pq.read_schema(f).names
         cols = ["pair_id", *(c for c in SAMPLE_COLUMNS if c in names)]
         # By pair id (unique in the pair configs): the reader decodes the texts of those rows only.
-        found = pl.scan_parquet(f).select(cols).filter(pl.col("pair_id").is_in(part["pair_id"].implode())).collect()
+        found = (pl.scan_parquet(f, glob=False).select(cols)
+                 .filter(pl.col("pair_id").is_in(part["pair_id"].implode())).collect())
         texts.append(as_text(found).with_columns(file_split=pl.lit(f.name.split("-")[0])))
     rows = pl.concat(texts, how="diagonal_relaxed").sort("pair_id")
     return {lang: part.to_dicts() for (lang,), part in
@@ -456,7 +460,7 @@ def render_report(release: str | Path, *, verified: bool = False) -> str:
         require_valid(root, action="report on it")
     manifest = read_manifest(root)
     languages = list(manifest.get("languages") or [])
-    rejects = pl.read_parquet(root / "rejects.parquet") if (root / "rejects.parquet").is_file() else None
+    rejects = pl.read_parquet(root / "rejects.parquet", glob=False) if (root / "rejects.parquet").is_file() else None
     # The few texts shown first, each file's texts read and dropped before the light rows are held.
     english = _english_prompts(root, _example_ids(rejects))
     samples = _sample_rows(root, languages)

@@ -32,7 +32,7 @@ def release_splits(spec: str) -> PinnedSplits:
     files = sorted(Path(root).glob("data/*/*.parquet"))
     if not files:
         raise InputError("the release holds no data files", file=spec, field="split.keep_test_from")
-    frames = [pl.read_parquet(f, columns=["prompt_id", "split"]) for f in files]
+    frames = [pl.read_parquet(f, columns=["prompt_id", "split"], glob=False) for f in files]
     rows = pl.concat(frames).drop_nulls()
     per_prompt = rows.group_by("prompt_id").agg((pl.col("split") == "test").any().alias("test"))
     splits = {pid: ("test" if t else "train") for pid, t in per_prompt.sort("prompt_id").iter_rows()}
@@ -43,10 +43,10 @@ def _english_test_texts(files: list[Path]) -> list[str]:
     """The English prompts of test rows (the ``lang_en`` config and the evaluation config)."""
     texts: set[str] = set()
     for f in files:
-        names = pl.read_parquet_schema(f)
+        names = pl.scan_parquet(f, glob=False).collect_schema().names()
         if not {"prompt", "split", "lang"} <= set(names):
             continue
-        rows = pl.read_parquet(f, columns=["prompt", "split", "lang"])
+        rows = pl.read_parquet(f, columns=["prompt", "split", "lang"], glob=False)
         texts.update(rows.filter((pl.col("lang") == "en") & (pl.col("split") == "test"))
                      .get_column("prompt").drop_nulls().to_list())
     return sorted(texts)
