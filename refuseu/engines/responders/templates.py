@@ -440,6 +440,9 @@ def load_templates(path: str | Path, lang: str | None = None) -> LanguageTemplat
         raise InputError(f"invalid YAML: {' '.join(str(e).split())}", file=str(path)) from None
     except OSError as e:
         raise InputError(f"cannot read template file: {e.strerror}", file=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=str(path),
+                         hint="re-save the file as UTF-8") from None
     rd = _Reader(path)
     if not isinstance(data, dict):
         rd.fail("must be a mapping with refusals and compliance_openers", "(top level)")

@@ -1,0 +1,44 @@
+"""Data files a recipe points at (response templates, reference answers, a language-ID model)
+that cannot be read: one line naming the file, never an internal error."""
+
+from __future__ import annotations
+
+import shutil
+
+from click.testing import CliRunner
+
+from refuseu.cli.main import cli
+from refuseu.resources import data_dir
+
+
+def build(tmp_path, recipe: str, *langs: str):
+    (tmp_path / "r.yaml").write_text(recipe, encoding="utf-8")
+    res = CliRunner().invoke(cli, ["build", "--recipe", str(tmp_path / "r.yaml"), "--langs", ",".join(langs or ("en",)),
+                                   "--out", str(tmp_path / "out"), "--build-dir", str(tmp_path / "b"), "--quiet"])
+    assert "internal error" not in res.output and "Traceback" not in res.output, res.output[-2000:]
+    return res
+
+
+def test_template_file_that_is_not_utf8(tmp_path):
+    folder = tmp_path / "tpl"
+    shutil.copytree(data_dir() / "templates", folder)
+    (folder / "en.yaml").write_bytes((folder / "en.yaml").read_bytes() + b"\nbad: \xff\xfe\n")
+    res = build(tmp_path, f"respond: {{templates: {folder}}}\n")
+    assert res.exit_code == 2 and "en.yaml" in res.output and "not valid UTF-8" in res.output, res.output
+
+
+def test_reference_answers_that_are_not_utf8(tmp_path):
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    (folder / "en.jsonl").write_bytes(b'{"source": "How do I bake bread?", "answer": "Mix flour."}\n'
+                                      b'{"source": "caf\xe9", "answer": "x"}\n')
+    res = build(tmp_path, f"respond: {{reference_answers: {folder}}}\n")
+    assert res.exit_code == 2 and "en.jsonl" in res.output and "line 2" in res.output, res.output
+    assert "not valid UTF-8" in res.output
+
+
+def test_language_id_model_that_is_not_a_model(tmp_path):
+    bogus = tmp_path / "lid.bin"
+    bogus.write_bytes(b"this is not a fastText model\n" * 10)
+    res = build(tmp_path, f"lid: {{fasttext_model: {bogus}}}\n", "en", "de")
+    assert res.exit_code == 1 and "lid.bin" in res.output and "cannot be loaded" in res.output, res.output
