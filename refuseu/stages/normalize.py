@@ -18,6 +18,7 @@ def prompt_id(text: str, kind: str) -> str:
 
 class NormalizeStage(Stage):
     name = "normalize"
+    version = "2"  # control characters are removed
     inputs = ("text", "kind", "category", "attack_style", "hint", "source", "source_row")
     outputs = inputs + ("prompt_id",)
 
