@@ -128,3 +128,17 @@ def test_meta_records_funnel(tmp_path):
     p.run()
     meta = json.loads(next((tmp_path / "b" / "stages").glob("01-drop_odd/*/meta.json")).read_text())
     assert meta["funnel"]["en"]["rejected"] == 3
+
+
+def test_progress_bars_leave_no_empty_lines_in_a_log(capsys):
+    """Off a terminal (a log file, a pipe) a stage's progress bar is not drawn, so the build's
+    output has no empty line where a bar stood; the messages are all there."""
+    from refuseu.pipeline.progress import Reporter
+
+    r = Reporter()
+    r.info("  done    a")
+    with r.bar("translate", total=10) as bar:
+        bar.update(10)
+    r.info("  done    b")
+    err = capsys.readouterr().err
+    assert err == "  done    a\n  done    b\n"

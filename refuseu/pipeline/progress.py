@@ -24,7 +24,9 @@ class Reporter:
 
     @contextmanager
     def bar(self, description: str, total: int):
-        if self.quiet or total <= 0:
+        # A bar only on a terminal: elsewhere (a log file, a pipe) rich draws nothing while it
+        # runs and leaves an empty line where it stood.
+        if self.quiet or total <= 0 or not self.console.is_terminal:
             yield _Silent()
             return
         with Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
