@@ -42,3 +42,12 @@ def test_language_id_model_that_is_not_a_model(tmp_path):
     bogus.write_bytes(b"this is not a fastText model\n" * 10)
     res = build(tmp_path, f"lid: {{fasttext_model: {bogus}}}\n", "en", "de")
     assert res.exit_code == 1 and "lid.bin" in res.output and "cannot be loaded" in res.output, res.output
+
+
+def test_template_folder_without_a_language_of_the_build(tmp_path):
+    folder = tmp_path / "tpl"
+    folder.mkdir()
+    shutil.copy(data_dir() / "templates" / "en.yaml", folder / "en.yaml")
+    res = build(tmp_path, f"respond: {{templates: {folder}}}\n", "en", "de")
+    assert res.exit_code == 2 and "field 'respond.templates'" in res.output, res.output
+    assert "no refusal templates for language(s) de" in res.output and "exist for: en" in res.output

@@ -263,6 +263,6 @@ def test_registry_version_and_require(tmp_path):
     assert v == TemplateRegistry(tmp_path).version(["en"])
     (tmp_path / "en.yaml").write_text((SHIPPED / "en.yaml").read_text("utf-8") + "\n# edited\n", "utf-8")
     assert reg.version(["en"]) != v
-    from refuseu.errors import BuildError
-    with pytest.raises(BuildError, match="de"):
+    from refuseu.errors import InputError
+    with pytest.raises(InputError, match="de"):  # the recipe's folder lacks a language: bad input
         reg.require(["en", "de"])

@@ -506,9 +506,9 @@ class TemplateRegistry:
     def require(self, languages: list[str]) -> None:
         missing = [lang for lang in languages if not (self.folder / f"{lang}.yaml").exists()]
         if missing:
-            raise BuildError(f"no refusal templates for language(s) {', '.join(missing)} in {self.folder}",
-                             hint=f"add <lang>.yaml template files (templates exist for: "
-                                  f"{', '.join(self.languages())}) or drop the language(s)")
+            raise InputError(f"no refusal templates for language(s) {', '.join(missing)}", file=str(self.folder),
+                             field="respond.templates", hint=f"add <lang>.yaml template files (templates exist for: "
+                                                             f"{', '.join(self.languages())}) or drop the language(s)")
 
     def get(self, lang: str) -> LanguageTemplates:
         if lang not in self._cache:
