@@ -51,3 +51,15 @@ def test_template_folder_without_a_language_of_the_build(tmp_path):
     res = build(tmp_path, f"respond: {{templates: {folder}}}\n", "en", "de")
     assert res.exit_code == 2 and "field 'respond.templates'" in res.output, res.output
     assert "no refusal templates for language(s) de" in res.output and "exist for: en" in res.output
+
+
+def test_hub_release_specs_are_checked_before_any_download(tmp_path, seed_release):
+    """``hf:`` release specs (diff, report, --keep-test-from): a malformed id or an empty
+    revision is bad input (exit 2); a release missing from the offline cache says so (exit 1)."""
+    root, _ = seed_release
+    for spec in ("hf:a", "hf:a b/c d", "hf:a/b@", "hf:a/b/c"):
+        for args in (["diff", spec, str(root)], ["report", spec, "--out", str(tmp_path / "x.html")]):
+            res = CliRunner().invoke(cli, args)
+            assert res.exit_code == 2 and f"{spec}: not a Hub dataset id" in res.output, (args, res.output)
+    res = CliRunner().invoke(cli, ["diff", "hf:owner/never-published@v1.0.0", str(root)])
+    assert res.exit_code == 1 and "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in res.output

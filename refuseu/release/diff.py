@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -47,11 +48,30 @@ def fetch_release(spec: str) -> Path:
             raise InputError("not a release folder (no manifest.json)", file=spec,
                              hint="give a folder made by `refuseu build`, or hf:OWNER/NAME@vX.Y.Z")
         return p
-    repo, _, rev = spec[3:].partition("@")
+    repo, at, rev = spec[3:].partition("@")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                         RevisionNotFoundError)
+    from huggingface_hub.utils import validate_repo_id
+
+    form = "hf:OWNER/NAME or hf:OWNER/NAME@REVISION (a tag such as v1.2.0, a branch or a commit)"
     try:
-        from huggingface_hub import snapshot_download
+        validate_repo_id(repo)
+        if repo.count("/") != 1 or (at and not rev.strip()):
+            raise HFValidationError("")
+    except HFValidationError:
+        raise InputError("not a Hub dataset id", file=spec, hint=f"give {form}") from None
+    try:
         return Path(snapshot_download(repo, repo_type="dataset", revision=rev or None))
-    except Exception as e:
+    except LocalEntryNotFoundError:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        raise BuildError(f"{spec} is not in the local Hugging Face cache"
+                         + (" and HF_HUB_OFFLINE is set" if offline else " and the Hub could not be reached"),
+                         hint="fetch it once with the network on, or give a release folder") from None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise BuildError(f"could not fetch {spec}: {type(e).__name__}",
+                         hint="check the repo id and revision, and HF_TOKEN for a private or gated repo") from None
+    except Exception as e:  # noqa: BLE001 - the network, the disk: one line
         raise BuildError(f"could not fetch {spec}: {type(e).__name__}",
                          hint="check the repo id and revision, the network and HF_TOKEN") from None
 
