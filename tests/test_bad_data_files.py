@@ -63,3 +63,10 @@ def test_hub_release_specs_are_checked_before_any_download(tmp_path, seed_releas
             assert res.exit_code == 2 and f"{spec}: not a Hub dataset id" in res.output, (args, res.output)
     res = CliRunner().invoke(cli, ["diff", "hf:owner/never-published@v1.0.0", str(root)])
     assert res.exit_code == 1 and "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in res.output
+
+
+def test_a_release_path_that_does_not_exist_is_not_found(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    for args in (["inspect", missing], ["report", missing], ["diff", missing, str(tmp_path)]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2 and f"{missing}: not found" in res.output, (args, res.output)

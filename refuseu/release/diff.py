@@ -44,6 +44,9 @@ def fetch_release(spec: str) -> Path:
     """A local folder for ``spec``: a folder as is, or ``hf:OWNER/NAME[@REV]`` from the Hub."""
     if not spec.startswith("hf:"):
         p = Path(spec)
+        if not p.exists():
+            raise InputError("not found", file=spec,
+                             hint="give a folder made by `refuseu build`, or hf:OWNER/NAME@vX.Y.Z")
         if not (p / "manifest.json").exists():
             raise InputError("not a release folder (no manifest.json)", file=spec,
                              hint="give a folder made by `refuseu build`, or hf:OWNER/NAME@vX.Y.Z")

@@ -20,6 +20,9 @@ INSPECT_COLUMNS = ("pair_id", "lang", "kind", "category", "attack_style", "chose
 
 def load_release_rows(release: str | Path) -> pl.DataFrame:
     root = Path(release)
+    if not root.exists():
+        raise InputError("not found", file=str(root),
+                         hint="give a folder made by 'refuseu build' (releases/<name>-v<version>)")
     if not (root / "data").is_dir():
         raise InputError("not a release folder (no data/ inside)", file=str(root),
                          hint="give a folder made by 'refuseu build' (releases/<name>-v<version>)")
