@@ -55,6 +55,37 @@ def _crash(err: BaseException) -> None:
     sys.exit(1)
 
 
+def _finite(ctx, param, value):
+    """click's FloatRange lets NaN and infinity through; a number of seconds is finite."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds; give a finite number >= 0")
+    return value
+
+
+def _ray_address(ctx, param, value):
+    """A Ray cluster address as ray.init takes it: host:port, ray://host:port, auto or local."""
+    import re
+
+    if value is None or value in ("auto", "local"):
+        return value
+    host, _, port = value.removeprefix("ray://").rpartition(":")
+    if not (re.fullmatch(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]", host) and port.isdigit()
+            and 0 < int(port) < 65536):
+        raise click.BadParameter(f"{value!r} is not a Ray address; give host:port (e.g. 10.0.0.5:6379), "
+                                 "ray://host:port (Ray Client, e.g. ray://head:10001), auto or local")
+    return value
+
+
+def _not_empty(ctx, param, value):
+    """A repeatable option whose every value must be given (not '')."""
+    for v in value or ():
+        if not v.strip():
+            raise click.BadParameter("an empty value; give a Hub id (OWNER/NAME) or a local folder")
+    return value
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="refuseu")
 def cli():
@@ -90,7 +121,7 @@ def cli():
                    "prompts stay train; 'none' to split afresh.")
 @click.option("--repair", is_flag=True,
               help="Rewrite a damaged release of this version from the cache (same recipe and version only).")
-@click.option("--lock-timeout", type=click.FloatRange(min=0), default=None,
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=None, callback=_finite,
               help="Seconds to wait for another build on the same --build-dir (default 60).")
 @click.option("--name", "name", default=None,
               help="Release name (default: the recipe's name; refuseu-seed for the seed; else the first "
@@ -107,7 +138,7 @@ def cli():
 @click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
               help="Where model stages run: local (default) or ray (an actor pool on a Ray cluster; "
                    "refuseu[ray]). Same release either way.")
-@click.option("--ray-address", default=None,
+@click.option("--ray-address", default=None, callback=_ray_address,
               help="Ray cluster to join (implies --executor ray; default: executor.address, then RAY_ADDRESS, "
                    "else a local Ray).")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
@@ -248,6 +279,19 @@ def _model_options(f):
     return f
 
 
+def _models_recipe(recipe_path, langs, translator, translator_model):
+    """The recipe of a ``models`` command; an MT engine that ``build`` would refuse is refused here."""
+    from refuseu.engines.translators import TRANSLATORS
+    from refuseu.errors import InputError
+
+    recipe = _recipe(recipe_path, langs=langs, translator=translator, translator_model=translator_model)
+    engine = recipe.translate.engine
+    if engine and engine not in TRANSLATORS.names():
+        where = f"--translator {translator!r}" if translator else f"translate.engine {engine!r}"
+        raise InputError(f"{where}: unknown MT engine", hint=f"known engines: {', '.join(TRANSLATORS.names())}")
+    return recipe
+
+
 def _print_needs(needs) -> None:
     if not needs:
         click.echo("this recipe needs no models beyond the bundled ones")
@@ -262,8 +306,7 @@ def models_list(recipe_path, langs, translator, translator_model):
     """List the models a recipe needs."""
     from refuseu.models import required_models
 
-    _print_needs(required_models(_recipe(recipe_path, langs=langs, translator=translator,
-                                         translator_model=translator_model)))
+    _print_needs(required_models(_models_recipe(recipe_path, langs, translator, translator_model)))
 
 
 @models.command("check")
@@ -272,7 +315,7 @@ def models_check(recipe_path, langs, translator, translator_model):
     """Check that every model the recipe needs loads offline; exit 1 naming each missing one."""
     from refuseu.models import check_models
 
-    needs = check_models(_recipe(recipe_path, langs=langs, translator=translator, translator_model=translator_model))
+    needs = check_models(_models_recipe(recipe_path, langs, translator, translator_model))
     _print_needs(needs)
     missing = [n for n in needs if n.status == "missing"]
     if missing:
@@ -284,14 +327,13 @@ def models_check(recipe_path, langs, translator, translator_model):
 
 @models.command("pull")
 @_model_options
-@click.option("--model", "extra_models", multiple=True,
+@click.option("--model", "extra_models", multiple=True, callback=_not_empty,
               help="Also download this Hub model (e.g. the chat model for `refuseu validate --model`); repeatable.")
 def models_pull(recipe_path, langs, translator, translator_model, extra_models):
     """Download the models a recipe needs into the Hugging Face cache (and convert for CTranslate2)."""
     from refuseu.models import pull_models
 
-    _print_needs(pull_models(_recipe(recipe_path, langs=langs, translator=translator,
-                                     translator_model=translator_model), report=click.echo,
+    _print_needs(pull_models(_models_recipe(recipe_path, langs, translator, translator_model), report=click.echo,
                              extra=list(extra_models), only_extra=bool(extra_models) and recipe_path is None
                              and not (langs or translator or translator_model)))
 
@@ -338,7 +380,17 @@ def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, trans
                      qe_model=qe_model)
     extra = {k: v for k, v in (("mode", mode), ("threshold", threshold)) if v is not None}
     if extra:
-        recipe = recipe.model_copy(update={"qe": recipe.qe.model_copy(update=extra)})
+        from pydantic import ValidationError
+
+        from refuseu.errors import InputError
+
+        qe = recipe.qe.model_copy()
+        for k, v in extra.items():
+            try:
+                setattr(qe, k, v)  # sections validate on assignment
+            except ValidationError as e:
+                raise InputError(f"--{k} {v!r}: {e.errors()[0]['msg']}") from None
+        recipe = recipe.model_copy(update={"qe": qe})
     stats = score_file(file, out, recipe=recipe, lang=lang)
     click.echo(f"{stats['rows']} rows scored with {stats['method']}; ok: {stats['ok']}", err=True)
 
@@ -410,8 +462,25 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
 def validate(release, model, train_langs, eval_langs, lora, max_steps, beta, learning_rate, sft_weight, transfer,
              tiny, eval_limit, judge_engine, judge_model, out):
     """DPO-fine-tune a model on a release and evaluate safety per language before and after."""
+    from refuseu.languages import parse_langs
+    from refuseu.paths import _check_folder
     from refuseu.validate.run import ValidateConfig, run_validate
 
+    parse_langs(train_langs, flag="--train-langs")
+    parse_langs(eval_langs, flag="--eval-langs")
+    _check_folder(out, "--out")  # as build checks its --out
+    if judge_engine != "lexicon" and judge_model:  # found without a download, or a message naming the flag
+        from refuseu.engines.models import resolve_model_dir
+        from refuseu.errors import ModelUnavailableError
+
+        try:
+            resolve_model_dir(judge_model, stage="judge", flag="--judge-model")
+        except ModelUnavailableError as e:
+            local = Path(judge_model).expanduser().exists() or judge_model.startswith((".", "/", "~")) \
+                or judge_model.count("/") > 1
+            raise ModelUnavailableError(e.message, hint=e.hint if local else (
+                f"run `refuseu models pull --model {judge_model}` (needs network) to put it in the Hugging Face "
+                "cache, or give a local folder with --judge-model")) from None
     cfg = ValidateConfig(model=model, train_langs=train_langs, eval_langs=eval_langs, lora=lora,
                          max_steps=max_steps, beta=beta, transfer=transfer, tiny=tiny, out=out,
                          eval_limit=eval_limit, learning_rate=learning_rate, sft_weight=sft_weight,
@@ -495,6 +564,10 @@ def report(release, out):
     language-ID scores, coverage, lengths, origins and sample rows (a folder or hf:OWNER/NAME@REV)."""
     from refuseu.release.report import report_release
 
+    if out is not None:
+        from refuseu.commands import check_output_file
+
+        check_output_file(out, stdout=False)
     click.echo(f"wrote {report_release(release, out)}")
 
 
@@ -502,15 +575,18 @@ def report(release, out):
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), default=None,
               help="Recipe YAML (default: recipes/default.yaml).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default="DATASET_CARD.md", show_default=True,
-              help="Where to write the card.")
+              help="Where to write the card ('-' for stdout).")
 @click.option("--build-dir", default=None, help="Cache folder for stage outputs (default: recipe build_dir).")
 def card(recipe_path, out, build_dir):
     """Write the dataset card of a recipe's build (DATASET_CARD.md for the default recipe)."""
     from refuseu.build import render_recipe_card
+    from refuseu.commands import check_output_file, output_sink
 
+    check_output_file(out)
     text = render_recipe_card(recipe_path, build_dir=build_dir)
-    Path(out).write_text(text, encoding="utf-8")
-    click.echo(f"wrote {out}")
+    with output_sink(out) as sink:
+        sink.write(text)
+    click.echo(f"wrote {out}", err=out == "-")
 
 
 @cli.command()

@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+from refuseu.commands import check_output_file, check_row_lang, output_sink
 from refuseu.config import JudgeConfig
 from refuseu.errors import InputError
 from refuseu.judges import make_judge
-from refuseu.languages import get_language
 from refuseu.commands.langid import read_jsonl_rows
 
 
@@ -53,12 +53,10 @@ def judge_file(path: str | Path, out: str | Path, *, config: JudgeConfig | None 
     lexicon (with ``classifier`` averaged in) at ``threshold``. ``cache_dir`` keeps model
     verdicts (``items.sqlite``), so a rerun judges only new rows."""
     config = config or JudgeConfig(model=classifier, threshold=threshold)
+    check_output_file(out)
     rows = read_jsonl_rows(path, required=("text", "lang"))
     for n, r in enumerate(rows, start=1):
-        try:
-            get_language(r["lang"])
-        except InputError as e:
-            raise InputError(e.message, file=str(path), line=n, field="lang", hint=e.hint) from None
+        check_row_lang(r["lang"], file=path, line=n)
         if r.get("prompt") is not None and not isinstance(r["prompt"], str):
             raise InputError(f"a prompt is a string (got {type(r['prompt']).__name__})", file=str(path), line=n,
                              field="prompt")
@@ -86,17 +84,13 @@ def judge_file(path: str | Path, out: str | Path, *, config: JudgeConfig | None 
     verdicts = judge.judge([r["text"] for r in rows], [r["lang"] for r in rows],
                            [r.get("prompt") for r in rows])
     guard = config.engine == "llm" and config.mode == "llama_guard"  # rows carry the category codes
-    sink = sys.stdout if str(out) == "-" else open(out, "w", encoding="utf-8")
-    try:
+    with output_sink(out) as sink:
         for r, v in zip(rows, verdicts):
             flag, score, source = (None, None, None) if r["lang"] in unjudged else \
                 (v.is_refusal, round(v.score, 4), v.source)
             extra = {"categories": list(v.categories)} if guard else {}
             sink.write(json.dumps({**r, "is_refusal": flag, "score": score, "judge": source, **extra},
                                   ensure_ascii=False) + "\n")
-    finally:
-        if sink is not sys.stdout:
-            sink.close()
     judged = [v.is_refusal for r, v in zip(rows, verdicts) if r["lang"] not in unjudged]
     return {"rows": len(rows), "refusals": sum(judged), "unjudged": len(rows) - len(judged), "judge": judge.name,
             "fallbacks": judge.fallbacks, "computed": judge.computed, "cached": judge.cached}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from refuseu.commands import check_output_file, check_row_lang, output_sink
 from refuseu.config import LidConfig
 from refuseu.errors import InputError
 from refuseu.languages import parse_langs
@@ -20,6 +20,8 @@ def read_jsonl_rows(path: str | Path, *, required: tuple[str, ...] = ("text",)) 
         raise InputError("file not found", file=str(p)) from None
     except UnicodeDecodeError as e:
         raise InputError(f"not valid UTF-8 ({e.reason})", file=str(p)) from None
+    except OSError as e:   # a folder, no permission
+        raise InputError(f"cannot read it: {e.strerror or e}", file=str(p)) from None
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -38,20 +40,30 @@ def read_jsonl_rows(path: str | Path, *, required: tuple[str, ...] = ("text",)) 
 
 def langid_file(path: str | Path, out: str | Path, *, engine: str = "combined", langs: str = "all",
                 threshold: float | None = None) -> dict:
+    from pydantic import ValidationError
+
     from refuseu.engines.lid import make_identifier
 
+    check_output_file(out)
+    try:
+        config = LidConfig(engine=engine) if threshold is None else LidConfig(engine=engine, threshold=threshold)
+    except ValidationError as e:
+        first = e.errors()[0]
+        flag = "--threshold" if first["loc"] == ("threshold",) else f"--{first['loc'][0]}"
+        raise InputError(f"{flag} {first.get('input')!r}: {first['msg']}") from None
+    languages = parse_langs(langs, flag="--langs")
     rows = read_jsonl_rows(path)
-    languages = parse_langs(langs)
+    for n, r in enumerate(rows, start=1):
+        if r.get("lang") not in (None, ""):   # a row without a language is identified, not checked
+            check_row_lang(r["lang"], file=path, line=n)
     given = sorted({r["lang"] for r in rows if r.get("lang")})
     for lang in given:
         if lang not in languages:
             languages.append(lang)
-    config = LidConfig(engine=engine) if threshold is None else LidConfig(engine=engine, threshold=threshold)
     ident = make_identifier(config, languages)
     preds = ident.predict([r["text"] for r in rows], [r.get("lang") or None for r in rows])
     checked = ok = 0
-    sink = sys.stdout if str(out) == "-" else open(out, "w", encoding="utf-8")
-    try:
+    with output_sink(out) as sink:
         for r, p in zip(rows, preds):
             r = {**r, "lid_lang": p.lang, "lid_score": round(p.score, 4)}
             if r.get("lang"):
@@ -59,7 +71,4 @@ def langid_file(path: str | Path, out: str | Path, *, engine: str = "combined", 
                 checked += 1
                 ok += r["ok"]
             sink.write(json.dumps(r, ensure_ascii=False) + "\n")
-    finally:
-        if sink is not sys.stdout:
-            sink.close()
     return {"rows": len(rows), "checked": checked, "ok": ok}

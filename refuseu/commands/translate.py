@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from refuseu.commands import check_output_file, output_sink
 from refuseu.config import Recipe
 from refuseu.engines.cache import CachedTranslator, ItemCache
 from refuseu.engines.translators import TRANSLATORS
@@ -16,8 +16,9 @@ from refuseu.text import normalize_text
 
 
 def translate_file(path: str | Path, out: str | Path, *, recipe: Recipe, langs: str) -> dict:
+    check_output_file(out)
+    targets = [lang for lang in parse_langs(langs, flag="--to") if lang != "en"]
     rows = read_jsonl_rows(path)
-    targets = [lang for lang in parse_langs(langs) if lang != "en"]
     cfg = recipe.translate
     memory = TRANSLATORS.get("tm")(cfg.memory)
     engine = None
@@ -44,14 +45,10 @@ def translate_file(path: str | Path, out: str | Path, *, recipe: Recipe, langs: 
         stats["mt"] += origin.count("mt")
         results[lang] = list(zip(got, origin))
     stats["computed"] = engine.computed if engine else 0
-    sink = sys.stdout if str(out) == "-" else open(out, "w", encoding="utf-8")
-    try:
+    with output_sink(out) as sink:
         for i, row in enumerate(rows):
             for lang in targets:
                 text, origin = results[lang][i]
                 sink.write(json.dumps({**row, "lang": lang, "translation": text, "origin": origin},
                                       ensure_ascii=False) + "\n")
-    finally:
-        if sink is not sys.stdout:
-            sink.close()
     return stats

@@ -202,18 +202,71 @@ def _anchored(pattern: re.Pattern) -> re.Pattern:
         return pattern
 
 
+LEXICON_LISTS = ("strong", "weak", "negative", "ignore")   # lists of regular expressions
+LEXICON_KEYS = ("lang", *LEXICON_LISTS)
+
+
 def load_lexicon(path: Path) -> Lexicon:
+    """A ``<lang>.yaml`` refusal lexicon: a mapping of ``lang`` (optional) and the pattern lists
+    ``strong``, ``weak``, ``negative``, ``ignore``. Any other content is an :class:`InputError`
+    naming the file, and the line or key where there is one."""
+    file = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        comp = {k: [re.compile(p) for p in data.get(k) or []] for k in ("strong", "weak", "negative", "ignore")}
-    except (yaml.YAMLError, re.error) as e:
-        raise InputError(f"invalid refusal lexicon: {e}", file=str(path)) from None
-    return Lexicon(lang=data.get("lang", path.stem), **comp)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"invalid refusal lexicon: not valid UTF-8 ({e.reason} at byte {e.start})",
+                         file=file) from None
+    except OSError as e:
+        raise InputError(f"cannot read the refusal lexicon: {e.strerror or e}", file=file) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or "bad YAML"
+        raise InputError(f"invalid refusal lexicon: invalid YAML ({what})", file=file,
+                         line=mark.line + 1 if mark is not None else None) from None
+    data = {} if data is None else data
+    allowed = ", ".join(LEXICON_KEYS)
+    if not isinstance(data, dict):
+        raise InputError(f"invalid refusal lexicon: a mapping of {allowed} is expected, not a "
+                         f"{type(data).__name__}", file=file)
+    unknown = [k for k in data if k not in LEXICON_KEYS]
+    if unknown:
+        raise InputError(f"invalid refusal lexicon: unknown key; allowed: {allowed}", file=file,
+                         field=str(unknown[0]))
+    lang = data.get("lang", path.stem)
+    if not isinstance(lang, str):
+        raise InputError(f"invalid refusal lexicon: a language code is a string, not {lang!r}", file=file,
+                         field="lang")
+    comp: dict[str, list[re.Pattern]] = {}
+    for key in LEXICON_LISTS:
+        items = data.get(key) or []
+        if not isinstance(items, list):
+            raise InputError(f"invalid refusal lexicon: a list of regular expressions is expected, not "
+                             f"{type(items).__name__} {items!r}"[:300], file=file, field=key)
+        comp[key] = []
+        for n, item in enumerate(items, start=1):
+            if not isinstance(item, str):
+                raise InputError(f"invalid refusal lexicon: item {n} is not a string ({type(item).__name__} "
+                                 f"{item!r})"[:300], file=file, field=key)
+            try:
+                comp[key].append(re.compile(item))
+            except re.error as e:
+                raise InputError(f"invalid refusal lexicon: item {n} is not a valid regular expression ({e})",
+                                 file=file, field=key) from None
+    return Lexicon(lang=lang, **comp)
 
 
 class RefusalDetector:
     def __init__(self, *, folders: list[str | Path] | None = None, classifier: str | None = None):
-        self.folders = [data_dir() / "refusal_lexicon"] + [Path(f) for f in folders or []]
+        extra = [Path(f) for f in folders or []]
+        for folder in extra:
+            if not folder.is_dir():
+                raise InputError("no such folder of refusal lexicons", file=str(folder),
+                                 hint="give --lexicon an existing folder of <lang>.yaml files")
+            for p in sorted(folder.glob("*.yaml")):   # a broken file fails now, whatever the rows' languages
+                load_lexicon(p)
+        self.folders = [data_dir() / "refusal_lexicon"] + extra
         self._lexicons: dict[str, list[Lexicon]] = {}
         self._plans: dict[str, tuple[list[Lexicon], tuple[re.Pattern, ...]]] = {}   # lang -> (lexicons, ignore)
         self._strong: dict[str, tuple[re.Pattern, ...] | None] = {}   # lang -> joined strong scanners

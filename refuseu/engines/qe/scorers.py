@@ -17,6 +17,17 @@ from refuseu.errors import BuildError, ModelUnavailableError
 from refuseu.executors import EngineCall
 from refuseu.provenance import portable
 
+
+def _import_comet():
+    """``comet``, without the pkg_resources deprecation warning its torchmetrics prints on import."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import comet
+    return comet
+
+
 #: The way out when no COMET model can be had: the cheap checks alone.
 NO_MODEL = "or score without a model: `--qe none` (build) / `--scorer none` (score) keeps the cheap checks only"
 
@@ -104,7 +115,7 @@ class CometScorer:
     def prepare(self) -> Path:
         if self._ckpt is None:
             try:
-                import comet  # noqa: F401
+                _import_comet()
             except ImportError:
                 raise BuildError("the comet scorer needs unbabel-comet", hint="pip install 'refuseu[qe]', " + NO_MODEL) from None
             self._ckpt = resolve_comet_checkpoint(self.model_id)
@@ -113,8 +124,7 @@ class CometScorer:
     def load(self):
         """Load once per build (COMET's own logging is kept quiet, not other loggers)."""
         if self._model is None:
-            import comet
-
+            comet = _import_comet()
             for name in ("pytorch_lightning", "lightning.pytorch", "lightning"):
                 logging.getLogger(name).setLevel(logging.ERROR)
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
