@@ -349,9 +349,10 @@ class ExecutorConfig(Section):
 
 
 class Recipe(Section):
-    name: str = Field("refuseu-seed", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                      description="release name; default: refuseu-seed when the sources include the seed, "
-                                  "else the first source file's stem (or Hub dataset name)")
+    name: str = Field("refuseu-seed", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+                      description="release name (at most 100 characters: it names folders); default: "
+                                  "refuseu-seed when the sources include the seed, else the first source file's "
+                                  "stem (or Hub dataset name)")
 
     @model_validator(mode="before")
     @classmethod
@@ -441,7 +442,7 @@ def default_release_name(sources) -> str:
         stem = spec[3:].partition("@")[0].partition(":")[0].rsplit("/", 1)[-1]
     else:
         stem = Path(spec).stem
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).lstrip("_.-").rstrip(".-")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).lstrip("_.-")[:100].rstrip(".-")
     return name or "refuseu-dataset"
 
 
