@@ -136,6 +136,10 @@ CASES = [
     *[Case(f"lock-timeout-{v}", ["build", "--lock-timeout", v], 2,
            ("Invalid value for '--lock-timeout'", f"{v} is not a number of seconds"))
       for v in ("nan", "inf")],
+    *[Case(f"lock-timeout-env-{v}", ["build", "--langs", "en", "--out", "r", "--build-dir", "b", "-q"], 2,
+           (f"REFUSEU_LOCK_TIMEOUT '{v}' is not a number of seconds",),
+           setup=lambda mp, v=v: mp.setenv("REFUSEU_LOCK_TIMEOUT", v))
+      for v in ("nan", "-1", "soon")],
     # 5. release names are at most 100 characters (they name folders)
     Case("name-too-long", ["build", "--name", "a" * 240, "--out", "r", "--build-dir", "b"], 2,
          ("--name 'aaaa", "at most 100 characters")),

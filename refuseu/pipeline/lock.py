@@ -8,6 +8,7 @@ then fails naming the process that holds the folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from refuseu.errors import BuildLockedError
+from refuseu.errors import BuildLockedError, InputError
 
 #: Seconds a build waits for another build on the same folder (``REFUSEU_LOCK_TIMEOUT``).
 DEFAULT_TIMEOUT = 60.0
@@ -32,12 +33,26 @@ def _owner(path: Path) -> str:
         return "another process"
 
 
+def _timeout(timeout: float | None) -> float:
+    """The seconds to wait: ``timeout``, else ``REFUSEU_LOCK_TIMEOUT``, else 60; a finite number >= 0."""
+    where, value = "the lock timeout", timeout
+    if timeout is None:
+        where, value = "REFUSEU_LOCK_TIMEOUT", os.environ.get("REFUSEU_LOCK_TIMEOUT", DEFAULT_TIMEOUT)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise InputError(f"{where} {value!r} is not a number of seconds",
+                         hint="give a finite number >= 0 (e.g. 60)")
+    return seconds
+
+
 @contextmanager
 def build_lock(build_dir: str | Path, *, timeout: float | None = None, reporter=None):
+    timeout = _timeout(timeout)
     folder = Path(build_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    if timeout is None:
-        timeout = float(os.environ.get("REFUSEU_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
     lock = FileLock(str(folder / ".lock"))
     owner_file = folder / ".lock.owner"
     try:
