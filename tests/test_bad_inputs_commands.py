@@ -104,6 +104,12 @@ CASES = [
     Case("validate-out-not-writable", ["validate", "x", "--tiny", "--out", "locked/v"], 2,
          ("--out 'locked/v'", "parent folder 'locked' is not writable"),
          setup=lambda mp: not_writable("locked", mp)),
+    # the item cache's --build-dir, as build checks it
+    *[Case(f"{cid}-build-dir-is-a-file", [*args, "--build-dir", "afile"], 2,
+           ("--build-dir 'afile': exists and is a file, not a folder",))
+      for cid, args in (("card", ["card", "--out", "c.md"]),
+                        ("translate", ["translate", "answers.jsonl", "--to", "de", "--translator", "hf"]),
+                        ("judge", ["judge", "answers.jsonl", "--engine", "classifier", "--model", "m"]))],
     # 2. langid --threshold, as judge --threshold
     *[Case(f"langid-threshold-{v}", ["langid", "answers.jsonl", "--threshold", v], 2, (f"--threshold {shown}", why))
       for v, shown, why in (("5", "5.0", "less than or equal to 1"), ("-1", "-1.0", "greater than or equal to 0"),
@@ -174,6 +180,11 @@ CASES = [
     Case("judge-row-lang-unknown", ["judge", "rows.jsonl"], 2,
          ("rows.jsonl, line 1, field 'lang': unknown language code 'xx'",), forbid=("field 'langs'", "eu24"),
          setup=lambda mp: write("rows.jsonl", jsonl({"text": "No.", "lang": "xx"}))),
+    *[Case(f"{cid}-bogus-translator", args + ["--translator", "bogus"], 2,
+           ("--translator 'bogus': unknown MT engine", "ctranslate2, deep-translator, hf, tm"),
+           forbid=("field 'translate'",))
+      for cid, args in (("translate", ["translate", "answers.jsonl", "--to", "de"]),
+                        ("score", ["score", "pairs.jsonl", "--lang", "de", "--scorer", "none"]))],
     Case("models-list-bogus-translator", ["models", "list", "--translator", "bogus"], 2,
          ("--translator 'bogus': unknown MT engine", "ctranslate2, deep-translator, hf, tm")),
     Case("models-check-bogus-translator", ["models", "check", "--translator", "bogus"], 2,
@@ -218,6 +229,15 @@ def test_missing_output_folder_is_created(tmp_path, monkeypatch):
     res = invoke(["score", "pairs.jsonl", "--lang", "de", "--scorer", "none", "--out", "scores/s.jsonl"])
     assert res.exit_code == 0, res.output
     assert json.loads(Path("scores/s.jsonl").read_text())["qe_method"] is None
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_failed_write_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    inputs()
+    res = invoke(["judge", "answers.jsonl", "--out", "/dev/full"])
+    assert res.exit_code == 1, res.output
+    assert "error: /dev/full: writing the output failed: No space left on device" in res.output
 
 
 def test_custom_lexicon_still_works(tmp_path, monkeypatch):

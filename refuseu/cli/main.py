@@ -281,15 +281,28 @@ def _model_options(f):
 
 def _models_recipe(recipe_path, langs, translator, translator_model):
     """The recipe of a ``models`` command; an MT engine that ``build`` would refuse is refused here."""
+    return _known_translator(_recipe(recipe_path, langs=langs, translator=translator,
+                                     translator_model=translator_model), translator)
+
+
+def _known_translator(recipe, translator):
+    """``recipe``, unless its MT engine is unknown: then an error naming --translator (or the recipe key)."""
     from refuseu.engines.translators import TRANSLATORS
     from refuseu.errors import InputError
 
-    recipe = _recipe(recipe_path, langs=langs, translator=translator, translator_model=translator_model)
     engine = recipe.translate.engine
     if engine and engine not in TRANSLATORS.names():
         where = f"--translator {translator!r}" if translator else f"translate.engine {engine!r}"
         raise InputError(f"{where}: unknown MT engine", hint=f"known engines: {', '.join(TRANSLATORS.names())}")
     return recipe
+
+
+def _build_dir_flag(build_dir) -> None:
+    """A --build-dir given to a command that keeps its item cache there is checked as build checks it."""
+    if build_dir is not None:
+        from refuseu.paths import _check_folder
+
+        _check_folder(build_dir, "--build-dir")
 
 
 def _print_needs(needs) -> None:
@@ -352,7 +365,9 @@ def translate(file, to, out, recipe_path, translator, translator_model, build_di
     """Translate the 'text' field of a JSONL file into languages (memory first, then the MT engine)."""
     from refuseu.commands.translate import translate_file
 
-    recipe = _recipe(recipe_path, build_dir=build_dir, translator=translator, translator_model=translator_model)
+    _build_dir_flag(build_dir)
+    recipe = _known_translator(_recipe(recipe_path, build_dir=build_dir, translator=translator,
+                                       translator_model=translator_model), translator)
     stats = translate_file(file, out, recipe=recipe, langs=to)
     click.echo(f"{stats['rows']} rows x {stats['languages']} languages: {stats['tm']} from memory, "
                f"{stats['mt']} machine-translated ({stats['computed']} new, the rest from the item cache)", err=True)
@@ -376,8 +391,8 @@ def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, trans
     """Score a JSONL of (src, mt) pairs: cheap checks, then qe_score with the chosen scorer."""
     from refuseu.commands.score import score_file
 
-    recipe = _recipe(recipe_path, translator=translator, translator_model=translator_model, qe=scorer,
-                     qe_model=qe_model)
+    recipe = _known_translator(_recipe(recipe_path, translator=translator, translator_model=translator_model,
+                                       qe=scorer, qe_model=qe_model), translator)
     extra = {k: v for k, v in (("mode", mode), ("threshold", threshold)) if v is not None}
     if extra:
         from pydantic import ValidationError
@@ -426,6 +441,7 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
                           threshold=threshold, batch_size=batch_size, device=device)
     cache_dir = None
     if config.engine != "lexicon":
+        _build_dir_flag(build_dir)
         cache_dir = build_dir or _recipe(recipe_path).build_dir
     stats = judge_file(file, out, config=config, lexicons=list(lexicons), cache_dir=cache_dir)
     unjudged = f"; no verdict (no lexicon): {stats['unjudged']}" if stats.get("unjudged") else ""
@@ -583,6 +599,7 @@ def card(recipe_path, out, build_dir):
     from refuseu.commands import check_output_file, output_sink
 
     check_output_file(out)
+    _build_dir_flag(build_dir)
     text = render_recipe_card(recipe_path, build_dir=build_dir)
     with output_sink(out) as sink:
         sink.write(text)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from refuseu.errors import InputError
+from refuseu.errors import BuildError, InputError
 
 
 def check_output_file(out: str | Path, *, flag: str = "--out", stdout: bool = True) -> None:
@@ -62,5 +62,8 @@ def output_sink(out: str | Path) -> Iterator[TextIO]:
     except OSError as e:
         raise InputError(f"cannot write the output file: {e.strerror or e}", file=str(out),
                          hint="give --out a file in a writable folder, or '-' for stdout") from None
-    with sink:
-        yield sink
+    try:
+        with sink:
+            yield sink
+    except OSError as e:   # e.g. the disk is full
+        raise BuildError(f"{out}: writing the output failed: {e.strerror or e}") from None
