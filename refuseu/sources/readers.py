@@ -20,7 +20,8 @@ from refuseu.config import SourceConfig
 from refuseu.errors import InputError
 from refuseu.resources import schemas_dir, seed_prompts_path
 from refuseu.sources.formats import (ALLOWED_SOURCES, BOM, _csv_chunks, _hub_chunks, _jsonl_chunks, _not_text,
-                                     _open_error, _parquet_chunks, _sniff_delimiter, parse_hub_spec)
+                                     _open_error, _parquet_chunks, _sniff_delimiter, parse_hub_spec,
+                                     show_value)
 from refuseu.taxonomy import UNCATEGORIZED, Taxonomy, label_key, load_taxonomy
 
 RAW_COLUMNS = ("text", "kind", "category", "attack_style", "hint", "source", "source_row")
@@ -284,25 +285,34 @@ def source_columns(src: SourceConfig) -> list[str] | None:
     try:
         path, fmt = _check_local_file(spec)
         if fmt == "parquet":
-            return list(pl.read_parquet_schema(path))
-        with open(path, "rb") as f:
-            head = f.read(1 << 20)
-        if head.startswith(BOM):
-            head = head[len(BOM):]
-        text = head.decode("utf-8", errors="replace")
+            with open(path, "rb") as f:  # an open file: polars would read a path with [ ] as a pattern
+                return list(pl.read_parquet_schema(f))
         if fmt == "csv":
+            with open(path, "rb") as f:
+                head = f.read(1 << 20)
+            if head.startswith(BOM):
+                head = head[len(BOM):]
+            text = head.decode("utf-8", errors="replace")
             first = next((ln for ln in text.splitlines() if ln.strip()), "")
             return next(csv.reader([first], delimiter=_sniff_delimiter(first)), [])
+        # The keys of the first JSON lines: whole lines (a first line may be longer than the
+        # budget), up to 1000 lines or 1 MiB. A line that is not one JSON object: unknown.
         keys: dict[str, None] = {}
-        for ln in text.splitlines()[:1000]:
-            try:
-                obj = json.loads(ln)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                keys.update(dict.fromkeys(obj))
+        budget, seen = 1 << 20, 0
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f):
+                if n == 0 and raw.startswith(BOM):
+                    raw = raw[len(BOM):]
+                if raw.strip():
+                    obj = json.loads(raw.decode("utf-8"))
+                    if not isinstance(obj, dict):
+                        return None
+                    keys.update(dict.fromkeys(obj))
+                seen += len(raw)
+                if n >= 999 or seen >= budget:
+                    break
         return list(keys)
-    except Exception:  # noqa: BLE001 - reading the source reports a bad file properly
+    except (Exception, RecursionError, pl.exceptions.PanicException):  # noqa: BLE001 - reading reports it
         return None
 
 
@@ -468,7 +478,7 @@ def _text_expr(df: pl.DataFrame, col: str, field: str, display: str) -> pl.Expr:
         value, row = nonnull.select(col, "__row").row(0) if nonnull.height else (None, None)
         if field == "text":
             raise _not_text(value, display, row, col)
-        raise InputError(f"the value must be a string, found {value!r}", file=display, line=row, field=field,
+        raise InputError(f"the value must be a string, found {show_value(value)}", file=display, line=row, field=field,
                          hint="give a single string per row")
     return pl.col(col).cast(pl.String)
 
@@ -517,7 +527,8 @@ def _hint_expr(df: pl.DataFrame, display: str) -> pl.Expr:
         bad = df.filter(domain.is_not_null() & (domain != "") & ~domain.is_in(DOMAINS))
         if bad.height:
             row = bad.row(0, named=True)
-            raise InputError(f"unknown domain {row['domain']!r}", file=display, line=row["__row"], field="domain",
+            raise InputError(f"unknown domain {show_value(row['domain'])}", file=display, line=row["__row"],
+                             field="domain",
                              hint=f"allowed: {', '.join(DOMAINS)} (or leave it out)")
         hint = pl.when(domain.is_in(DOMAINS)).then(domain).otherwise(None)
     if "urgent" in df.columns:
@@ -532,7 +543,7 @@ def _hint_expr(df: pl.DataFrame, display: str) -> pl.Expr:
             bad = df.filter(value.is_not_null() & ~value.is_in(allowed))
             if bad.height:
                 row = bad.row(0, named=True)
-                raise InputError(f"'urgent' must be true or false, found {row['urgent']!r}", file=display,
+                raise InputError(f"'urgent' must be true or false, found {show_value(row['urgent'])}", file=display,
                                  line=row["__row"], field="urgent", hint="use true or false (or leave it out)")
             urgent = value.is_in(("true", "1", "yes")).fill_null(False)
         hint = pl.when(urgent).then(pl.lit("urgent")).otherwise(hint)
@@ -545,7 +556,7 @@ def _validate_values(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy, src:
         bad = df.filter(mask)
         if bad.height:
             row = bad.row(0, named=True)
-            raise InputError(f"unknown {what} {row[field]!r}", file=display,
+            raise InputError(f"unknown {what} {show_value(row[field])}", file=display,
                              line=row["source_row"], field=field,
                              hint=f"allowed: {', '.join(allowed)}")
 
@@ -590,7 +601,8 @@ def _map_categories(df: pl.DataFrame, *, display: str, taxonomy: Taxonomy, src: 
             if clash:
                 near = ("the label means different categories in " +
                         ", ".join(f"{t} ({c})" for t, c in sorted(clash.items())) + "; pick one with --preset; ")
-            raise InputError(f"unknown category {label!r}", file=display, line=row["source_row"], field=column,
+            raise InputError(f"unknown category {show_value(label)}", file=display, line=row["source_row"],
+                             field=column,
                              hint=f"{near}map it with sources[].category_map ({label}: <category id>) or give a "
                                   f"fallback with --category / sources[].category; allowed category ids: "
                                   f"{', '.join(taxonomy.categories)}")
