@@ -145,6 +145,8 @@ def test_a_long_or_deep_non_string_text_is_shown_short(tmp_path):
     ('text\n"How do I open a shed?"\n"How do I open a gate\nHow do I open a door?\n', "line 3:"),
     ('text,category\n"How do I open a shed?",violent_crimes\n"How do I open a gate,violent_crimes\n'
      "How do I open a door?,violent_crimes\n", "line 3:"),
+    ('text,category\n\n"How do I open a shed?",violent_crimes\n\n"How do I open a gate,violent_crimes\n'
+     "How do I open a door?,violent_crimes\n", "line 5:"),
 ])
 def test_csv_with_an_unclosed_quote_names_the_line(tmp_path, content, expect):
     src = tmp_path / "quote.csv"

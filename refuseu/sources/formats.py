@@ -367,6 +367,9 @@ def _csv_error(path: Path, spec: str, sep: str, error: BaseException) -> InputEr
             width = None
             try:
                 for rec in reader:
+                    if not rec:  # a blank line (polars skips it too)
+                        start = reader.line_num + 1
+                        continue
                     width = width or len(rec)
                     if len(rec) != width:
                         return InputError(f"expected {width} fields, found {len(rec)}", file=spec, line=start,
