@@ -395,12 +395,16 @@ def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, trans
                                        qe=scorer, qe_model=qe_model), translator)
     extra = {k: v for k, v in (("mode", mode), ("threshold", threshold)) if v is not None}
     if extra:
+        import math
+
         from pydantic import ValidationError
 
         from refuseu.errors import InputError
 
         qe = recipe.qe.model_copy()
         for k, v in extra.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise InputError(f"--{k} {v!r}: not a finite number")
             try:
                 setattr(qe, k, v)  # sections validate on assignment
             except ValidationError as e:
