@@ -129,7 +129,8 @@ CASES = [
           ("item-number", "strong: [ok, 5]\n", ("lx/en.yaml, field 'strong'", "item 2 is not a string")),
           ("bad-regex", 'weak: ["(a"]\n', ("lx/en.yaml, field 'weak'", "item 1 is not a valid regular expression")),
           ("not-utf8", b'strong: ["caf\xe9"]\n', ("lx/en.yaml: invalid refusal lexicon: not valid UTF-8",)),
-          ("bad-yaml", "lang: en\nstrong: [a\nweak: b: c\n", ("lx/en.yaml, line 3: invalid refusal lexicon: invalid YAML",)),
+          ("bad-yaml", "lang: en\nstrong: [a\nweak: b: c\n",
+           ("lx/en.yaml, line 3: invalid refusal lexicon: invalid YAML",)),
           ("misspelled-key", "strongg: [a]\n", ("lx/en.yaml, field 'strongg'", "unknown key",
                                                 "allowed: lang, strong, weak, negative, ignore")),
           ("lang-number", "lang: 7\n", ("lx/en.yaml, field 'lang'", "a language code is a string")),
@@ -172,7 +173,8 @@ CASES = [
                                           "/nonexistent/judge"], 1,
          ("model '/nonexistent/judge' (stage judge) not found", "--judge-model"), forbid=("--model ", "judge.model")),
     *[Case(f"langid-row-lang-{cid}", ["langid", "rows.jsonl"], 2, ("rows.jsonl, line 2, field 'lang'", why),
-           setup=lambda mp, v=value: write("rows.jsonl", jsonl({"text": "Hello there."}, {"text": "Hallo.", "lang": v})))
+           setup=lambda mp, v=value: write("rows.jsonl",
+                                           jsonl({"text": "Hello there."}, {"text": "Hallo.", "lang": v})))
       for cid, value, why in (("unknown", "xx", "unknown language code 'xx'"),
                               ("number", 7, "a language code is a string (got int 7)"),
                               ("list", ["de"], "a language code is a string"))],
