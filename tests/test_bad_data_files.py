@@ -13,8 +13,9 @@ from refuseu.resources import data_dir
 
 def build(tmp_path, recipe: str, *langs: str):
     (tmp_path / "r.yaml").write_text(recipe, encoding="utf-8")
-    res = CliRunner().invoke(cli, ["build", "--recipe", str(tmp_path / "r.yaml"), "--langs", ",".join(langs or ("en",)),
-                                   "--out", str(tmp_path / "out"), "--build-dir", str(tmp_path / "b"), "--quiet"])
+    res = CliRunner().invoke(cli, ["build", "--recipe", str(tmp_path / "r.yaml"), "--langs",
+                                   ",".join(langs or ("en",)), "--out", str(tmp_path / "out"),
+                                   "--build-dir", str(tmp_path / "b"), "--quiet"])
     assert "internal error" not in res.output and "Traceback" not in res.output, res.output[-2000:]
     return res
 
@@ -70,3 +71,17 @@ def test_a_release_path_that_does_not_exist_is_not_found(tmp_path):
     for args in (["inspect", missing], ["report", missing], ["diff", missing, str(tmp_path)]):
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 2 and f"{missing}: not found" in res.output, (args, res.output)
+
+
+def test_one_file_commands_name_the_line_of_unreadable_json(tmp_path):
+    """judge and langid read JSONL themselves: a line nested too deeply for the parser, or with
+    a number of more digits than Python converts, is that line's error (exit 2)."""
+    deep = '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    (tmp_path / "deep.jsonl").write_text('{"text": "a", "lang": "en"}\n' + deep + "\n", encoding="utf-8")
+    (tmp_path / "big.jsonl").write_text('{"text": "a", "n": ' + "9" * 5000 + "}\n", encoding="utf-8")
+    for name, line, why in (("deep", 2, "lists or objects nested too deeply"),
+                            ("big", 1, "a number too large to read")):
+        for command in ("judge", "langid"):
+            res = CliRunner().invoke(cli, [command, str(tmp_path / f"{name}.jsonl"),
+                                           "--out", str(tmp_path / "o.jsonl")])
+            assert res.exit_code == 2 and f"{name}.jsonl, line {line}: invalid JSON: {why}" in res.output, res.output

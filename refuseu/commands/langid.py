@@ -29,6 +29,12 @@ def read_jsonl_rows(path: str | Path, *, required: tuple[str, ...] = ("text",)) 
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"invalid JSON: {e.msg}", file=str(p), line=n) from None
+        except RecursionError:
+            raise InputError("invalid JSON: lists or objects nested too deeply to read", file=str(p),
+                             line=n) from None
+        except ValueError as e:  # an integer of more digits than Python converts
+            why = "a number too large to read" if "digits" in str(e) else " ".join(str(e).split())[:120]
+            raise InputError(f"invalid JSON: {why}", file=str(p), line=n) from None
         if not isinstance(obj, dict):
             raise InputError("each line must be a JSON object", file=str(p), line=n)
         for field in required:
