@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from refuseu.errors import InputError, RecipeError
 from refuseu.provenance import absolute_if_local
@@ -32,8 +33,72 @@ def _local(value, *, keep: tuple[str, ...] = ()):
     return value
 
 
+SEED_MAX = 2**32 - 1  # the widest seed every consumer takes (MinHash, numpy, torch, vLLM)
+
+
+def _seed_range(v: int) -> int:
+    if not 0 <= v <= SEED_MAX:
+        raise ValueError(f"a seed is a whole number from 0 to {SEED_MAX} (2**32-1)")
+    return v
+
+
+def _test_size_rule(v):
+    if isinstance(v, (int, float)) and (not v >= 0 or (isinstance(v, float) and v >= 1)):  # NaN fails >= 0
+        raise ValueError("test_size must be an int >= 0 or a float in [0, 1)")
+    return v
+
+
+def _between(lo: float, hi: float, *, lo_open: bool = False) -> BeforeValidator:
+    """A number from ``lo`` to ``hi`` (NaN refused), said in the error."""
+    def check(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not ((lo < v if lo_open else lo <= v) and v <= hi):
+                raise ValueError(f"allowed: a number {'above' if lo_open else 'from'} {lo} "
+                                 f"{'and at most' if lo_open else 'to'} {hi}")
+        return v
+    return BeforeValidator(check)
+
+
+def _numeric(annotation) -> bool:
+    """Whether a field's type holds numbers (int or float, possibly optional or in a dict)."""
+    if annotation in (int, float):
+        return True
+    return any(_numeric(a) for a in getattr(annotation, "__args__", ()) or ())
+
+
+def _known_keys(v: dict, allowed, what: str) -> dict:
+    unknown = [k for k in v if k not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} '{unknown[0]}'; allowed: {', '.join(sorted(allowed))}")
+    return v
+
+
+def _language_keys(v: dict) -> dict:
+    from refuseu.languages import LANGUAGES
+    return _known_keys(v, LANGUAGES, "language code")
+
+
+Seed = Annotated[int, AfterValidator(_seed_range)]
+TestSize = Annotated[Union[int, float], BeforeValidator(_test_size_rule)]
+Share = Annotated[float, _between(0, 1)]
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinity are refused in every number: a NaN threshold or share compares false
+    # with everything and would silently keep or drop every row.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v, info: ValidationInfo):
+        # YAML's true/false would pass as 1/0 where a number is meant.
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _numeric(field.annotation):
+            for key, x in (v.items() if isinstance(v, dict) else ((None, v),)):
+                if isinstance(x, bool):
+                    raise ValueError(("" if key is None else f"'{key}': ")
+                                     + "true/false is not a number here; give a number")
+        return v
 
 
 class SourceConfig(Section):
@@ -104,20 +169,19 @@ class DedupConfig(Section):
 
 
 class SplitConfig(Section):
-    test_size: Union[int, float] = Field(
+    test_size: TestSize = Field(
         0.25, description="per (kind, category): share of groups in test (float < 1) or a number of groups (int)")
-    per_category: dict[str, Union[int, float]] = Field(default_factory=dict,
-                                                       description="overrides of test_size by category")
+    per_category: dict[str, TestSize] = Field(default_factory=dict,
+                                              description="overrides of test_size by category (same rule)")
     keep_test_from: str | None = Field(
         None, description="a previous release (folder or hf:owner/name@rev) whose test prompts stay test and train "
                           "prompts stay train (with their near-duplicates); new prompts are split afresh")
 
-    @field_validator("test_size")
+    @field_validator("per_category")
     @classmethod
-    def _positive(cls, v):
-        if v < 0 or (isinstance(v, float) and v >= 1):
-            raise ValueError("test_size must be an int >= 0 or a float in [0, 1)")
-        return v
+    def _known_categories(cls, v):
+        from refuseu.taxonomy import UNCATEGORIZED, load_taxonomy
+        return _known_keys(v, (*load_taxonomy().categories, UNCATEGORIZED), "category")
 
 
 class TranslateConfig(Section):
@@ -147,7 +211,7 @@ class TranslateConfig(Section):
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
     max_source_tokens: int = Field(200, ge=8, description="longer inputs are split into sentences first")
     ct2_quantization: Literal["int8", "int8_float16", "int8_bfloat16", "float16", "bfloat16", "float32"] = "int8"
     ct2_cache: str | None = Field(None, description="folder for converted CTranslate2 models "
@@ -168,6 +232,8 @@ class TranslateConfig(Section):
         # A local folder given as mt, ./mt or /home/me/mt is one model: one signature.
         return _local(v, keep=("seed",))
 
+    _languages = field_validator("models")(_language_keys)
+
 
 class QeConfig(Section):
     scorer: Literal["comet", "chrf-roundtrip", "none"] = Field(
@@ -185,7 +251,8 @@ class QeConfig(Section):
     threshold: float | None = Field(None, description="absolute minimum score (any language)")
     thresholds: dict[str, float] = Field(default_factory=dict, description="per-language absolute minimums")
     percentile: float | None = Field(None, gt=0, le=100, description="keep the best P%% of each language")
-    percentiles: dict[str, float] = Field(default_factory=dict, description="per-language percentile overrides")
+    percentiles: dict[str, Annotated[float, _between(0, 100, lo_open=True)]] = Field(
+        default_factory=dict, description="per-language percentile overrides")
     min_length_ratio: float = Field(0.3, gt=0, description="translation/source character ratio below: rejected")
     max_length_ratio: float = Field(3.0, gt=0, description="translation/source character ratio above: rejected")
     max_repeat: int = Field(4, ge=2, description="a token repeated this many times in a row: degenerate output")
@@ -194,6 +261,8 @@ class QeConfig(Section):
     @classmethod
     def _one_spelling(cls, v):
         return _local(v)
+
+    _languages = field_validator("thresholds", "percentiles")(_language_keys)
 
     def default_model(self) -> str:
         return self.model or ("Unbabel/wmt20-comet-qe-da" if self.mode == "qe" else "Unbabel/wmt22-comet-da")
@@ -211,12 +280,14 @@ class LidConfig(Section):
         "combined", description="combined: fastText lite, lingua where fastText confuses close languages")
     fasttext_model: str = Field("lite", description="lite (bundled lid.176.ftz), a local path or a Hub repo id")
     threshold: float = Field(0.5, ge=0, le=1, description="minimum confidence of the predicted language")
-    thresholds: dict[str, float] = Field(default_factory=dict, description="per-language overrides")
+    thresholds: dict[str, Share] = Field(default_factory=dict, description="per-language overrides (0..1)")
 
     @field_validator("fasttext_model")
     @classmethod
     def _one_spelling(cls, v):
         return _local(v, keep=("lite",))
+
+    _languages = field_validator("thresholds")(_language_keys)
 
     def threshold_for(self, lang: str) -> float:
         return self.thresholds.get(lang, self.threshold)
@@ -253,7 +324,7 @@ class RespondConfig(Section):
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     do_sample: bool = True
-    seed: int = 0
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     batch_tokens: int | None = Field(None, ge=16, description="prompt-token budget per batch (default 2048 CPU, "
@@ -266,6 +337,8 @@ class RespondConfig(Section):
     @classmethod
     def _one_spelling(cls, v):
         return _local(v, keep=("builtin", "none"))
+
+    _languages = field_validator("modes")(_language_keys)
 
     def mode_for(self, lang: str) -> str:
         return "native" if lang == "en" else self.modes.get(lang, self.mode)
@@ -288,7 +361,7 @@ class JudgeConfig(Section):
                                                          "(lexicon and classifier)")
     batch_size: int = Field(16, ge=1)
     max_new_tokens: int = Field(16, ge=1, description="llm only: tokens generated for the verdict")
-    seed: int = 0
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
@@ -363,7 +436,7 @@ class Recipe(Section):
             data = {**data, "name": default_release_name(data.get("sources"))}
         return data
     version: str = "0.1.0"
-    seed: int = 13
+    seed: Seed = 13
     languages: list[str] = Field(default_factory=lambda: ["en"])
     sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig(spec="seed")])
     build_dir: str = ".refuseu-build"

@@ -457,6 +457,18 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
     click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}{unjudged}{model_note}", err=True)
 
 
+class _Finite(click.FloatRange):
+    """A FloatRange that also refuses NaN and infinity (which pass every comparison test)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number; allowed: {self._describe_range()}", param, ctx)
+        return rv
+
+
 @cli.command()
 @click.argument("release", type=click.Path(file_okay=False))
 @click.option("--model", default=None, help="Model to align: Hub id or local folder (or --tiny).")
@@ -464,16 +476,17 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
 @click.option("--eval-langs", default="all", show_default=True, help="all | eu24 | comma list.")
 @click.option("--lora/--full", default=None, help="LoRA adapters (peft) or full fine-tuning (default: LoRA; full "
                                                   "with --tiny).")
-@click.option("--max-steps", type=int, default=None, help="DPO steps (default 60; 600 with --tiny).")
-@click.option("--beta", type=float, default=0.1, show_default=True, help="DPO beta.")
-@click.option("--learning-rate", type=float, default=None, help="Default 5e-5 (5e-3 with --tiny).")
-@click.option("--sft-weight", type=float, default=None,
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="DPO steps (default 60; 600 with --tiny).")
+@click.option("--beta", type=_Finite(min=0, min_open=True), default=0.1, show_default=True, help="DPO beta.")
+@click.option("--learning-rate", type=_Finite(min=0, min_open=True), default=None,
+              help="Default 5e-5 (5e-3 with --tiny).")
+@click.option("--sft-weight", type=_Finite(min=0), default=None,
               help="Weight of an NLL term on the chosen answers added to the DPO loss (default 0; 2 with --tiny).")
 @click.option("--transfer", is_flag=True, help="Train once on English only and once on all; ASR matrix.")
 @click.option("--tiny", is_flag=True, help="Build a tiny Llama-style model locally, teach it to comply (SFT), then "
                                            "DPO on the harmful pairs (batch 16, the first two sentences of each "
                                            "answer): the experiment in miniature on a CPU.")
-@click.option("--eval-limit", type=int, default=None,
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None,
               help="Evaluation prompts per language and kind (default all; 10 with --tiny).")
 @click.option("--judge-engine", type=click.Choice(["lexicon", "classifier", "llm"]), default="lexicon",
               show_default=True, help="Refusal judge of the generated answers.")
@@ -631,9 +644,10 @@ def langid(file, out, engine, langs, threshold):
 @click.argument("release", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify(release, as_json):
-    """Check a release by content: every file matches manifest.json (exit 0 valid, 1 damaged)."""
-    from refuseu.release.verify import verify_release
+    """Check a release by content: every file matches manifest.json (exit 0 valid, 1 damaged, 2 not a release)."""
+    from refuseu.release.verify import require_release_folder, verify_release
 
+    require_release_folder(release)  # not a release at all: exit 2, not "damaged"
     v = verify_release(release)
     if as_json:
         click.echo(json.dumps(v.to_dict(), indent=2))

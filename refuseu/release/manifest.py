@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from refuseu.config import SEMVER
 
 TRACKED_PACKAGES = ("refuseu", "polars", "pyarrow", "datasets", "huggingface-hub", "rensa", "numpy",
                     "matplotlib")  # matplotlib draws figures/*.png
@@ -57,3 +60,53 @@ def write_manifest(root: Path, manifest: dict) -> None:
 
 def read_manifest(root: Path) -> dict:
     return json.loads((Path(root) / "manifest.json").read_text(encoding="utf-8"))
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _map(v, value=lambda x: True) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and value(x) for k, x in v.items())
+
+
+def _funnel_entry(v) -> bool:
+    return (isinstance(v, dict) and all(_count(v.get(k)) for k in ("in", "kept", "rejected"))
+            and _map(v.get("reasons", {}), _count))
+
+
+#: What each manifest value must be: (check, what it is, for the message). Keys not given
+#: in an older manifest are not checked here (``REQUIRED_KEYS`` in verify are).
+MANIFEST_TYPES = {
+    "name": (lambda v: isinstance(v, str) and bool(_NAME.match(v)), "a release name (letters, digits, _ . -)"),
+    "version": (lambda v: isinstance(v, str) and bool(SEMVER.match(v)), "a version X.Y.Z"),
+    "build_signature": (lambda v: isinstance(v, str), "a string"),
+    "format": (lambda v: isinstance(v, str), "a string"),
+    "previous": (lambda v: v is None or (_map(v) and isinstance(v.get("version"), str)),
+                 "null or a mapping with a version"),
+    "languages": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of language codes"),
+    "refuseu": (lambda v: isinstance(v, str), "a string"),
+    "packages": (lambda v: _map(v, lambda x: isinstance(x, str)), "a mapping of package names to versions"),
+    "recipe": (_map, "a mapping"),
+    "sources": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of mappings"),
+    "stage_signatures": (lambda v: _map(v, lambda x: isinstance(x, str)), "a mapping of stage names to signatures"),
+    "funnel": (lambda v: _map(v, lambda per: _map(per, _funnel_entry)),
+               "a mapping (stage -> language -> in, kept, rejected, reasons)"),
+    "stage_stats": (lambda v: _map(v, lambda x: isinstance(x, dict)), "a mapping (stage -> mapping)"),
+    "counts": (lambda v: _map(v, _count), "a mapping (config/split -> row count)"),
+    "rejected_rows": (_count, "a row count"),
+    "content_sha256": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def manifest_type_problem(manifest: dict) -> str | None:
+    """The first value of ``manifest`` that is not of the type a release's manifest holds
+    (``"field 'counts' is not a mapping (config/split -> row count)"``), or None. A manifest
+    re-sealed by hand can carry a valid checksum over values no command can read."""
+    for key, (check, what) in MANIFEST_TYPES.items():
+        if key in manifest and not check(manifest[key]):
+            return f"field '{key}' is not {what}"
+    return None

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refuseu.errors import ReleaseDamagedError
-from refuseu.release.manifest import content_checksum, sha256_file
+from refuseu.errors import InputError, ReleaseDamagedError
+from refuseu.release.manifest import content_checksum, manifest_type_problem, sha256_file
 
 REQUIRED_KEYS = ("name", "version", "build_signature", "files", "counts", "languages", "content_sha256")
 
@@ -70,7 +70,29 @@ def _load_manifest(root: Path) -> tuple[dict | None, str | None]:
             isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("bytes"), int)
             for v in files.values()):
         return None, "incomplete ('files' must map each path to its bytes and sha256)"
+    wrong = manifest_type_problem(m)
+    if wrong:
+        return None, wrong
     return m, None
+
+
+def require_release_folder(release: str | Path) -> Path:
+    """``release`` as a path, or an :class:`InputError` (exit 2) when it is not a release at all:
+    not found, a file, or a folder with neither ``manifest.json`` nor ``data/`` (an empty
+    folder, the folder that holds releases). A release missing one of the two is damaged,
+    which :func:`verify_release` reports."""
+    root = Path(release)
+    hint = "give a folder made by 'refuseu build' (releases/<name>-v<version>)"
+    if not root.exists():
+        raise InputError("not found", file=str(release), hint=hint)
+    if not root.is_dir():
+        raise InputError("not a release folder (a file, not a folder)", file=str(release), hint=hint)
+    if not (root / "manifest.json").exists() and not (root / "data").exists():
+        found = sorted(p.parent.name for p in root.glob("*/manifest.json"))
+        if found:
+            hint = f"it holds releases: give one of them, e.g. {root / found[0]}"
+        raise InputError("not a release folder (no manifest.json or data/)", file=str(release), hint=hint)
+    return root
 
 
 #: Files a Hub snapshot of a release holds besides the release itself.

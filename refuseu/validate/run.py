@@ -20,7 +20,7 @@ from refuseu.errors import InputError
 from refuseu.languages import parse_langs
 from refuseu.release.inspect import load_release_rows
 from refuseu.release.manifest import read_manifest
-from refuseu.release.verify import require_valid
+from refuseu.release.verify import require_release_folder, require_valid
 from refuseu.validate.metrics import per_language, reward_accuracy
 from refuseu.validate.train import conversation, train_comply, train_dpo
 
@@ -224,7 +224,7 @@ class Evaluator:
 
 
 def _release(release: str | Path):
-    root = Path(release)
+    root = require_release_folder(release)
     try:
         read_manifest(root)
     except FileNotFoundError:
@@ -232,6 +232,24 @@ def _release(release: str | Path):
     except ValueError:
         pass
     return root, require_valid(root, action="train on it").manifest
+
+
+def check_settings(cfg: ValidateConfig) -> None:
+    """Refuse settings no run can use, before anything is loaded; each error names its option."""
+    import math
+
+    def number(value, option: str, *, whole: bool = False, positive: bool = True) -> None:
+        ok = (isinstance(value, int) if whole else isinstance(value, (int, float)) and math.isfinite(value))
+        if not ok or isinstance(value, bool) or (value <= 0 if positive else value < 0):
+            allowed = f"a {'whole' if whole else 'finite'} number {'>= 1' if whole else '> 0' if positive else '>= 0'}"
+            raise InputError(f"{option} {value!r}: allowed: {allowed}")
+
+    number(cfg.max_steps, "--max-steps", whole=True)
+    number(cfg.beta, "--beta")
+    number(cfg.learning_rate, "--learning-rate")
+    number(cfg.sft_weight, "--sft-weight", positive=False)
+    if cfg.eval_limit is not None:
+        number(cfg.eval_limit, "--eval-limit", whole=True)
 
 
 def _model(cfg: ValidateConfig, rows: pl.DataFrame, out: Path, report) -> tuple[Path, str]:
@@ -287,6 +305,7 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
+    check_settings(cfg)
     root, manifest = _release(release)
     train_langs = [lang for lang in parse_langs(cfg.train_langs) if lang in manifest["languages"]]
     eval_langs = [lang for lang in parse_langs(cfg.eval_langs) if lang in manifest["languages"]]
@@ -294,6 +313,16 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     train = load_pairs(rows, train_langs, "train")
     if train.height == 0:
         raise InputError("the release has no train pairs in the chosen languages", file=str(root), field="--train-langs")
+    held = ", ".join(manifest["languages"])
+    if not eval_langs:
+        raise InputError(f"the release holds none of the chosen languages (it holds: {held})", file=str(root),
+                         field="--eval-langs")
+    test = load_pairs(rows, eval_langs, "test")
+    ev = rows.filter((pl.col("config") == "evaluation") & pl.col("lang").is_in(eval_langs))
+    if test.height == 0 or ev.height == 0:
+        raise InputError(f"the release has no test {'pairs' if test.height == 0 else 'prompts'} in the chosen "
+                         f"languages ({', '.join(eval_langs)}), so there is nothing to evaluate", file=str(root),
+                         field="--eval-langs", hint="build the release with a test split (split.test_size > 0)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("train_log.jsonl", "answers.jsonl"):
@@ -303,8 +332,6 @@ def _run(release, cfg: ValidateConfig, report, reporter) -> dict:
     if train.height == 0:
         raise InputError("the release has no harmful train pairs in the chosen languages", file=str(root),
                          field="--train-langs")
-    test = load_pairs(rows, eval_langs, "test")
-    ev = rows.filter((pl.col("config") == "evaluation") & pl.col("lang").is_in(eval_langs))
     if cfg.eval_limit:
         ev = ev.group_by("lang", "kind", maintain_order=True).head(cfg.eval_limit)
     evaluate = Evaluator(ev, cfg, eval_langs, out, reporter)
