@@ -108,7 +108,11 @@ def test_diff_warns_when_a_test_prompt_becomes_training_data(tmp_path):
 def test_keep_test_from_a_missing_release_is_an_input_error(tmp_path):
     res = CliRunner().invoke(cli, ["build", "--langs", "en", "--keep-test-from", str(tmp_path / "nope"),
                                    "--build-dir", str(tmp_path / "b"), "--out", str(tmp_path / "r")])
-    assert res.exit_code == 2 and "nope" in res.output and "not a release folder" in res.output, res.output
+    assert res.exit_code == 2 and "nope: not found" in res.output, res.output
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(cli, ["build", "--langs", "en", "--keep-test-from", str(tmp_path / "empty"),
+                                   "--build-dir", str(tmp_path / "b"), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "empty: not a release folder" in res.output, res.output
 
 
 def test_near_duplicates_of_pinned_test_prompts_go_to_test_when_the_prompts_left_the_source(tmp_path):
