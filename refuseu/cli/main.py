@@ -647,8 +647,9 @@ def verify(release, as_json):
     """Check a release by content: every file matches manifest.json (exit 0 valid, 1 damaged, 2 not a release)."""
     from refuseu.release.verify import require_release_folder, verify_release
 
-    require_release_folder(release)  # not a release at all: exit 2, not "damaged"
     v = verify_release(release)
+    if not v.ok:
+        require_release_folder(release)  # not a release at all: exit 2, not "damaged"
     if as_json:
         click.echo(json.dumps(v.to_dict(), indent=2))
     elif v.ok:

@@ -108,6 +108,9 @@ def verify_release(release: str | Path, *, hub_snapshot: bool = False) -> Verifi
     if not root.is_dir():
         v.manifest_error = "not a folder" if root.exists() else "release folder not found"
         return v
+    if not (root / "manifest.json").exists() and not (root / "data").exists():
+        v.manifest_error = "missing (not a release folder: no manifest.json or data/)"
+        return v  # e.g. the folder that holds releases: none of its files is hashed
     manifest, err = _load_manifest(root)
     v.manifest, v.manifest_error = manifest, err
     skip = {"manifest.json", *(HUB_FILES if hub_snapshot else ())}
