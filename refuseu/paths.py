@@ -23,10 +23,12 @@ def check_output_paths(recipe: Recipe, *, flags: Mapping[str, str] | None = None
     """
     names = {**RECIPE_KEYS, **(flags or {})}
     for key, value in (("release.out", recipe.release.out), ("build_dir", recipe.build_dir)):
-        _check_folder(value, names[key])
+        check_folder(value, names[key])
 
 
-def _check_folder(value: str, name: str) -> None:
+def check_folder(value: str, name: str) -> None:
+    """Exit 2 (``InputError`` naming ``name``) unless ``value`` is a folder this process can
+    write into, or can be created as one."""
     path = Path(value).expanduser()
     where = f"{name} '{value}'"
     if path.exists() and not path.is_dir():

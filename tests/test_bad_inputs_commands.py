@@ -9,7 +9,6 @@ relative to it, so the messages must name the paths and options as typed.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from refuseu.cli.main import cli
+from test_bad_inputs import not_writable  # (simulated for root, who writes anywhere)
 
 ANSWER = {"text": "I cannot help with that.", "lang": "en"}
 PAIR = {"src": "Hello there, my friend.", "mt": "Hallo, mein Freund."}
@@ -44,17 +44,6 @@ def inputs(mp=None) -> None:
     write("answers.jsonl", jsonl(ANSWER))
     write("pairs.jsonl", jsonl(PAIR))
     write("afile", "keep me")
-
-
-def not_writable(path: str, monkeypatch) -> None:
-    """Make the existing folder ``path`` not writable (simulated for root, who writes anywhere)."""
-    Path(path).mkdir(parents=True, exist_ok=True)
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        os.chmod(path, 0o555)
-        return
-    target, real_access = Path(path).resolve(), os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p).resolve() == target
-                        else real_access(p, mode, *a, **k))
 
 
 def invoke(args: list[str]):

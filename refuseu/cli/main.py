@@ -300,9 +300,9 @@ def _known_translator(recipe, translator):
 def _build_dir_flag(build_dir) -> None:
     """A --build-dir given to a command that keeps its item cache there is checked as build checks it."""
     if build_dir is not None:
-        from refuseu.paths import _check_folder
+        from refuseu.paths import check_folder
 
-        _check_folder(build_dir, "--build-dir")
+        check_folder(build_dir, "--build-dir")
 
 
 def _print_needs(needs) -> None:
@@ -496,12 +496,12 @@ def validate(release, model, train_langs, eval_langs, lora, max_steps, beta, lea
              tiny, eval_limit, judge_engine, judge_model, out):
     """DPO-fine-tune a model on a release and evaluate safety per language before and after."""
     from refuseu.languages import parse_langs
-    from refuseu.paths import _check_folder
+    from refuseu.paths import check_folder
     from refuseu.validate.run import ValidateConfig, run_validate
 
     parse_langs(train_langs, flag="--train-langs")
     parse_langs(eval_langs, flag="--eval-langs")
-    _check_folder(out, "--out")  # as build checks its --out
+    check_folder(out, "--out")  # as build checks its --out
     if judge_engine != "lexicon" and judge_model:  # found without a download, or a message naming the flag
         from refuseu.engines.models import resolve_model_dir
         from refuseu.errors import ModelUnavailableError

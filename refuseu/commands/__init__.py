@@ -19,7 +19,7 @@ def check_output_file(out: str | Path, *, flag: str = "--out", stdout: bool = Tr
     folder) and writable, the file writable if it exists. Writes nothing, so it runs before
     any model is loaded. ``flag`` names the option in the message; ``stdout``: ``-`` means
     standard output."""
-    from refuseu.paths import _check_folder
+    from refuseu.paths import check_folder
 
     if stdout and str(out) == "-":
         return
@@ -30,7 +30,7 @@ def check_output_file(out: str | Path, *, flag: str = "--out", stdout: bool = Tr
     if path.is_dir():
         raise InputError(f"{where}: is a folder, not a file", hint=hint)
     try:
-        _check_folder(str(path.parent), f"{where}: its folder")
+        check_folder(str(path.parent), f"{where}: its folder")
     except InputError as e:
         raise InputError(e.message, hint=hint) from None
     if path.exists() and not os.access(path, os.W_OK):
