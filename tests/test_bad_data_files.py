@@ -85,3 +85,42 @@ def test_one_file_commands_name_the_line_of_unreadable_json(tmp_path):
             res = CliRunner().invoke(cli, [command, str(tmp_path / f"{name}.jsonl"),
                                            "--out", str(tmp_path / "o.jsonl")])
             assert res.exit_code == 2 and f"{name}.jsonl, line {line}: invalid JSON: {why}" in res.output, res.output
+
+
+def _reseal_file(root, rel: str, df) -> None:
+    """Rewrite a release file and its manifest entry with valid hashes (as someone who
+    re-seals an edited release would): only the contents can tell."""
+    import json
+
+    from refuseu.release.manifest import content_checksum, sha256_file
+
+    df.write_parquet(root / rel)
+    path = root / "manifest.json"
+    m = json.loads(path.read_text(encoding="utf-8"))
+    m.pop("content_sha256")
+    m["files"][rel] = {**m["files"][rel], "bytes": (root / rel).stat().st_size, "sha256": sha256_file(root / rel)}
+    m["content_sha256"] = content_checksum(m)
+    path.write_text(json.dumps(m, indent=2), encoding="utf-8")
+
+
+def test_resealed_files_without_the_columns_readers_need_are_damaged(tmp_path, seed_release):
+    """verify checks each data file's id/lang/split/kind columns (text) and score columns
+    (numbers), and the rejects file's columns: a re-sealed release that lacks them is damaged
+    (exit 1) for every command that verifies first, never an internal error."""
+    import polars as pl
+
+    src, _ = seed_release
+    cases = {"no_lang": ("data/lang_en/train-00000-of-00001.parquet", lambda df: df.drop("lang"),
+                         "lacks the column lang"),
+             "qe_text": ("data/evaluation/eval-00000-of-00001.parquet",
+                         lambda df: df.with_columns(pl.col("qe_score").cast(pl.String)), "column qe_score is"),
+             "rejects": ("rejects.parquet", lambda df: df.rename({"stage": "step"}), "lacks the column stage")}
+    for name, (rel, edit, words) in cases.items():
+        root = tmp_path / name / src.name
+        shutil.copytree(src, root)
+        _reseal_file(root, rel, edit(pl.read_parquet(root / rel)))
+        for args in (["verify", str(root)], ["inspect", str(root)],
+                     ["report", str(root), "--out", str(tmp_path / "x.html")], ["diff", str(src), str(root)]):
+            res = CliRunner().invoke(cli, args)
+            assert res.exit_code == 1 and words in res.output and "internal error" not in res.output, (args, res.output)
+    assert CliRunner().invoke(cli, ["verify", str(src)]).exit_code == 0  # the release as built passes

@@ -27,12 +27,14 @@ class Verification:
     extra: list[str] = field(default_factory=list)       # on disk, not listed
     changed: list[str] = field(default_factory=list)     # size or sha256 differ
     counts: list[str] = field(default_factory=list)      # row counts that disagree
+    columns: list[str] = field(default_factory=list)     # files without the columns readers need
     manifest: dict | None = None
     files: dict[str, dict] = field(default_factory=dict)  # rel -> {"bytes", "sha256"} as on disk
 
     @property
     def ok(self) -> bool:
-        return not (self.manifest_error or self.missing or self.extra or self.changed or self.counts)
+        return not (self.manifest_error or self.missing or self.extra or self.changed or self.counts
+                    or self.columns)
 
     def problems(self) -> list[str]:
         out = []
@@ -42,12 +44,13 @@ class Verification:
         out += [f"extra: {p}" for p in self.extra]
         out += [f"changed: {p}" for p in self.changed]
         out += [f"row count: {c}" for c in self.counts]
+        out += [f"columns: {c}" for c in self.columns]
         return out
 
     def to_dict(self) -> dict:
         return {"release": self.release, "valid": self.ok, "manifest_error": self.manifest_error,
                 "missing": self.missing, "extra": self.extra, "changed": self.changed,
-                "row_counts": self.counts}
+                "row_counts": self.counts, "columns": self.columns}
 
 
 def _load_manifest(root: Path) -> tuple[dict | None, str | None]:
@@ -137,32 +140,75 @@ def verify_release(release: str | Path, *, hub_snapshot: bool = False) -> Verifi
             v.changed.append(rel)
     v.missing = sorted(rel for rel in listed if rel not in v.files and rel not in v.changed)
     if manifest is not None and not (v.missing or v.changed):
-        v.counts = _check_counts(root, manifest)
+        v.counts, v.columns = _check_counts(root, manifest)
     return v
 
 
-def _check_counts(root: Path, manifest: dict) -> list[str]:
+#: Columns every data file holds, as text (the commands that read a release find rows by them).
+DATA_TEXT_COLUMNS = ("pair_id", "prompt_id", "lang", "split", "kind")
+#: Columns that are numbers where a data file has them.
+DATA_NUMBER_COLUMNS = ("qe_score", "lid_score")
+#: Columns of ``rejects.parquet``, as text.
+REJECT_TEXT_COLUMNS = ("stage", "prompt_id", "lang", "reason", "detail")
+
+
+def _schema_problem(schema, text: tuple[str, ...], numbers: tuple[str, ...] = ()) -> str | None:
+    """What is wrong with a Parquet file's columns (a pyarrow schema), or None."""
+    import pyarrow as pa
+
+    names = set(schema.names)
+    missing = [c for c in text if c not in names]
+    if missing:
+        return f"lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+    for col in text:
+        t = schema.field(col).type
+        t = t.value_type if pa.types.is_dictionary(t) else t
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)):
+            return f"column {col} is {t}, not text"
+    for col in numbers:
+        if col in names:
+            t = schema.field(col).type
+            if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+                return f"column {col} is {t}, not a number"
+    return None
+
+
+def _check_counts(root: Path, manifest: dict) -> tuple[list[str], list[str]]:
+    """Row counts that disagree with the manifest, and files without the columns (and column
+    types) that the commands reading a release find rows by."""
     import pyarrow.parquet as pq
 
     found: dict[str, int] = {}
-    bad = []
+    bad, columns = [], []
     for rel in manifest["files"]:
+        if rel == "rejects.parquet":
+            try:
+                problem = _schema_problem(pq.read_schema(root / rel), REJECT_TEXT_COLUMNS)
+            except Exception as e:  # noqa: BLE001 - sha256 matched, so the manifest listed a bad file
+                problem = f"is not readable Parquet ({type(e).__name__})"
+            if problem:
+                columns.append(f"{rel} {problem}")
+            continue
         if not (rel.startswith("data/") and rel.endswith(".parquet")):
             continue
         parts = rel.split("/")
         config, stem = parts[1], parts[-1].split("-")[0]
         split = "eval" if config == "evaluation" else stem
         try:
-            n = pq.ParquetFile(root / rel).metadata.num_rows
+            meta = pq.ParquetFile(root / rel)
+            n = meta.metadata.num_rows
+            problem = _schema_problem(meta.schema_arrow, DATA_TEXT_COLUMNS, DATA_NUMBER_COLUMNS)
         except Exception as e:  # sha256 matched, so the manifest itself listed a bad file
             bad.append(f"{rel} is not readable Parquet ({type(e).__name__})")
             continue
+        if problem:
+            columns.append(f"{rel} {problem}")
         found[f"{config}/{split}"] = found.get(f"{config}/{split}", 0) + n
     counts = manifest.get("counts") or {}
     for key in sorted(set(found) | set(counts)):
         if found.get(key, 0) != counts.get(key, 0):
             bad.append(f"{key}: manifest says {counts.get(key, 0)}, files hold {found.get(key, 0)}")
-    return bad
+    return bad, columns
 
 
 def require_valid(release: str | Path, *, action: str, hub_snapshot: bool = False) -> Verification:
