@@ -96,7 +96,9 @@ def _take(lines: Iterator[bytes], n: int, spec: str) -> list[bytes]:
         raise _open_error(e, spec) from None
 
 
-def _check_utf8(data: bytes, spec: str, first_line: int) -> None:
+def check_utf8(data: bytes, spec: str, first_line: int) -> None:
+    """An :class:`InputError` naming the line and byte where ``data`` (whose first line is
+    ``first_line`` of ``spec``) stops being UTF-8, if it does."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -124,7 +126,7 @@ def _jsonl_chunks(path: Path, spec: str, chunk_rows: int, conformer: _Conformer)
             first_line += n_lines
             data = b"".join(lines)
             del lines  # the chunk's bytes are held once; lines are split again only when needed
-            _check_utf8(data, spec, start)
+            check_utf8(data, spec, start)
             if data.isspace():
                 continue
             any_rows = True
@@ -310,13 +312,13 @@ def _csv_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame
             while not (ahead and ahead[-1].strip()):
                 ln = _take(lines_iter, 1, spec)
                 if not ln:
-                    _check_utf8(b"".join(header + ahead), spec, 1)
+                    check_utf8(b"".join(header + ahead), spec, 1)
                     raise _only_blank_lines(spec)
                 ahead += ln
             lines_iter = itertools.chain(ahead, lines_iter)
         header += _to_even_quotes(lines_iter, b"".join(header), spec, step=1)  # a quoted name with a newline
         head = b"".join(header)
-        _check_utf8(head, spec, 1)
+        check_utf8(head, spec, 1)
         # ',' ';' or tab: whichever splits the header line into the most fields.
         sniffed = b"".join(header + ahead)[:1 << 16].decode("utf-8", errors="replace")
         sep = _sniff_delimiter(next((ln for ln in sniffed.splitlines() if ln.strip()), ""))
@@ -333,7 +335,7 @@ def _csv_chunks(path: Path, spec: str, chunk_rows: int) -> Iterator[pl.DataFrame
             n_lines = len(lines)
             del lines
             start, first_line = first_line, first_line + n_lines
-            _check_utf8(data, spec, start)
+            check_utf8(data, spec, start)
             try:
                 df = pl.read_csv(head + data, infer_schema=False, has_header=True, separator=sep)
             except _POLARS_ERRORS as e:

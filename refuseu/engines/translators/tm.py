@@ -21,7 +21,7 @@ import polars as pl
 
 from refuseu.errors import InputError
 from refuseu.resources import data_dir
-from refuseu.sources.formats import (BOM, _check_utf8, first_non_string, parquet_error, read_json_lines, show_value,
+from refuseu.sources.formats import (BOM, check_utf8, first_non_string, parquet_error, read_json_lines, show_value,
                                      value_kind)
 from refuseu.text import normalize_series
 
@@ -77,7 +77,7 @@ def read_memory_file(path: Path, display: str, columns: tuple[str, ...]) -> pl.D
             data = data[len(BOM):]
         if not data.strip():
             raise empty
-        _check_utf8(data, display, 1)
+        check_utf8(data, display, 1)
         df = read_json_lines(data, display)
     for col in columns:
         if col not in df.columns:
