@@ -19,6 +19,8 @@ from refuseu.provenance import absolute_if_local
 from refuseu.resources import recipes_dir
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+#: A release name (it names folders and files).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 def _local(value, *, keep: tuple[str, ...] = ()):
@@ -422,7 +424,7 @@ class ExecutorConfig(Section):
 
 
 class Recipe(Section):
-    name: str = Field("refuseu-seed", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+    name: str = Field("refuseu-seed", pattern=NAME_PATTERN, max_length=100,
                       description="release name (at most 100 characters: it names folders); default: "
                                   "refuseu-seed when the sources include the seed, else the first source file's "
                                   "stem (or Hub dataset name)")

@@ -20,24 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from refuseu.cli.main import cli
-from test_bad_inputs import not_writable  # (simulated for root, who writes anywhere)
+from test_bad_inputs import jsonl, not_writable, write  # (not_writable: simulated for root)
 
 ANSWER = {"text": "I cannot help with that.", "lang": "en"}
 PAIR = {"src": "Hello there, my friend.", "mt": "Hallo, mein Freund."}
-
-
-def write(path: str, content: str | bytes) -> str:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        p.write_bytes(content)
-    else:
-        p.write_text(content, encoding="utf-8")
-    return path
-
-
-def jsonl(*rows) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def inputs(mp=None) -> None:

@@ -55,13 +55,22 @@ def _crash(err: BaseException) -> None:
     sys.exit(1)
 
 
-def _finite(ctx, param, value):
-    """click's FloatRange lets NaN and infinity through; a number of seconds is finite."""
-    import math
+class _Finite(click.FloatRange):
+    """A FloatRange that also refuses NaN and infinity (which pass every comparison test);
+    ``message`` (with ``{value}``) says what is allowed in place of the range."""
 
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a number of seconds; give a finite number >= 0")
-    return value
+    def __init__(self, *args, message: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.message = message
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(self.message.format(value=value) if self.message else
+                      f"{value!r} is not a finite number; allowed: {self._describe_range()}", param, ctx)
+        return rv
 
 
 def _ray_address(ctx, param, value):
@@ -121,7 +130,8 @@ def cli():
                    "prompts stay train; 'none' to split afresh.")
 @click.option("--repair", is_flag=True,
               help="Rewrite a damaged release of this version from the cache (same recipe and version only).")
-@click.option("--lock-timeout", type=click.FloatRange(min=0), default=None, callback=_finite,
+@click.option("--lock-timeout", default=None,
+              type=_Finite(min=0, message="{value} is not a number of seconds; give a finite number >= 0"),
               help="Seconds to wait for another build on the same --build-dir (default 60).")
 @click.option("--name", "name", default=None,
               help="Release name (default: the recipe's name; refuseu-seed for the seed; else the first "
@@ -395,16 +405,12 @@ def score(file, lang, scorer, qe_model, mode, threshold, out, recipe_path, trans
                                        qe=scorer, qe_model=qe_model), translator)
     extra = {k: v for k, v in (("mode", mode), ("threshold", threshold)) if v is not None}
     if extra:
-        import math
-
         from pydantic import ValidationError
 
         from refuseu.errors import InputError
 
         qe = recipe.qe.model_copy()
         for k, v in extra.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                raise InputError(f"--{k} {v!r}: not a finite number")
             try:
                 setattr(qe, k, v)  # sections validate on assignment
             except ValidationError as e:
@@ -455,18 +461,6 @@ def judge(file, out, engine, model, mode, classifier, lexicons, threshold, batch
         model_note = (f" (judge {stats['judge']}: {stats['computed']} judged, {stats['cached']} from the item "
                       f"cache{fell_back})")
     click.echo(f"{stats['rows']} rows; refusals: {stats['refusals']}{unjudged}{model_note}", err=True)
-
-
-class _Finite(click.FloatRange):
-    """A FloatRange that also refuses NaN and infinity (which pass every comparison test)."""
-
-    def convert(self, value, param, ctx):
-        import math
-
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number; allowed: {self._describe_range()}", param, ctx)
-        return rv
 
 
 @cli.command()

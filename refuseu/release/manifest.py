@@ -9,7 +9,7 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from refuseu.config import SEMVER
+from refuseu.config import NAME_PATTERN, SEMVER
 
 TRACKED_PACKAGES = ("refuseu", "polars", "pyarrow", "datasets", "huggingface-hub", "rensa", "numpy",
                     "matplotlib")  # matplotlib draws figures/*.png
@@ -62,7 +62,7 @@ def read_manifest(root: Path) -> dict:
     return json.loads((Path(root) / "manifest.json").read_text(encoding="utf-8"))
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(NAME_PATTERN)
 
 
 def _count(v) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from refuseu.errors import InputError, ReleaseDamagedError
 from refuseu.release.manifest import content_checksum, manifest_type_problem, sha256_file
+from refuseu.stages.base import REJECT_SCHEMA
 
 REQUIRED_KEYS = ("name", "version", "build_signature", "files", "counts", "languages", "content_sha256")
 
@@ -149,7 +150,7 @@ DATA_TEXT_COLUMNS = ("pair_id", "prompt_id", "lang", "split", "kind")
 #: Columns that are numbers where a data file has them.
 DATA_NUMBER_COLUMNS = ("qe_score", "lid_score")
 #: Columns of ``rejects.parquet``, as text.
-REJECT_TEXT_COLUMNS = ("stage", "prompt_id", "lang", "reason", "detail")
+REJECT_TEXT_COLUMNS = tuple(REJECT_SCHEMA)
 
 
 def _schema_problem(schema, text: tuple[str, ...], numbers: tuple[str, ...] = ()) -> str | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from refuseu.errors import InputError
 from refuseu.resources import data_dir
+from refuseu.sources.formats import check_utf8
 from refuseu.text import normalize_text
 
 
@@ -39,7 +40,9 @@ class ReferenceAnswers:
             path = self.folder / f"{lang}.jsonl"
             out: dict[str, str] = {}
             if path.exists():
-                for n, line in enumerate(_read_utf8(path).splitlines(), start=1):
+                data = path.read_bytes()
+                check_utf8(data, str(path), 1)
+                for n, line in enumerate(data.decode("utf-8").splitlines(), start=1):
                     if not line.strip():
                         continue
                     try:
@@ -59,12 +62,3 @@ class ReferenceAnswers:
                     out[key] = normalize_text(row["answer"])
             self._cache[lang] = out
         return self._cache[lang]
-
-
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"not valid UTF-8 ({e.reason} at byte {e.start})", file=str(path),
-                         line=data.count(b"\n", 0, e.start) + 1, hint="re-save the file as UTF-8") from None
